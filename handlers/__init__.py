@@ -1,0 +1,1 @@
+"""HTTP only: parse, authorise, call one service in one transaction, serialise. No SQL here."""

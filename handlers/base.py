@@ -1,0 +1,336 @@
+"""ApiHandler: authentication, body parsing, problem+json errors, transactions, idempotency, rate limits."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import orjson
+import tornado.web
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.accounts.access import district_in_scope, school_in_scope
+from models.accounts.principal import Principal, load_principal
+from models.accounts.rules import Role
+from models.accounts.tables import District, School
+from models.base import Change, pop_changes
+from server.deps import Deps
+from server.errors import (
+    AppError,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthenticated,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from server.security import TokenError
+
+log = logging.getLogger("api")
+M = TypeVar("M", bound=BaseModel)
+
+PRINCIPAL_CACHE_SECONDS = 600
+IDEMPOTENCY_SECONDS = 24 * 3600
+PROBLEM_JSON = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """OpenAPI description of one verb of a handler; the spec is generated from these."""
+
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    roles: tuple[str, ...] = ()
+    errors: tuple[int, ...] = ()
+    idempotent: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _validation_errors(exc: ValidationError, where: str) -> list[dict[str, Any]]:
+    return [{"loc": [where, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+
+
+class ApiHandler(tornado.web.RequestHandler):
+    deps: Deps
+    auth_required: ClassVar[bool] = True
+    openapi: ClassVar[dict[str, Operation]] = {}
+    principal: Principal | None = None
+    request_id: str = ""
+    _session_id: str | None = None
+
+    def initialize(self, deps: Deps) -> None:
+        self.deps = deps
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    @property
+    def body_limit(self) -> int:
+        return self.deps.settings.max_body_bytes
+
+    async def prepare(self) -> None:
+        incoming = self.request.headers.get("X-Request-Id", "")
+        self.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        self.set_header("X-Request-Id", self.request_id)
+        declared = self.request.headers.get("Content-Length")
+        if (declared and declared.isdigit() and int(declared) > self.body_limit) or len(
+            self.request.body
+        ) > self.body_limit:
+            raise PayloadTooLarge(f"请求内容不能超过 {self.body_limit // 1024} KiB")
+        if self.auth_required:
+            await self._authenticate()
+
+    async def _authenticate(self) -> None:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("缺少访问令牌", code="missing_token")
+        try:
+            claims = self.deps.signer.verify(token.strip())
+        except TokenError as exc:
+            raise Unauthenticated("访问令牌无效或已过期", code="invalid_token") from exc
+        keys = self.deps.keys
+        async with self.deps.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.revoked_session(claims.session_id))
+            pipe.get(keys.principal(claims.user_id))
+            revoked, cached = await pipe.execute()
+        if revoked:
+            raise Unauthenticated("登录已退出，请重新登录", code="session_revoked")
+        self._session_id = claims.session_id
+        if cached:
+            self.principal = Principal.model_validate_json(cached)
+            self._principal_json = cached
+            return
+        async with self.deps.sessions() as session:
+            principal = await load_principal(session, uuid.UUID(claims.user_id))
+        if principal is None:
+            raise Unauthenticated("账号不存在或已停用", code="invalid_token")
+        self.principal = principal
+        self._principal_json = principal.model_dump_json().encode()
+        await self.deps.redis.set(
+            keys.principal(claims.user_id), self._principal_json, ex=PRINCIPAL_CACHE_SECONDS
+        )
+
+    @property
+    def me(self) -> Principal:
+        assert self.principal is not None, "handler requires authentication"
+        return self.principal
+
+    @property
+    def session_id(self) -> uuid.UUID:
+        assert self._session_id is not None
+        return uuid.UUID(self._session_id)
+
+    # ---- input ------------------------------------------------------------------------------------
+    def body(self, model: type[M]) -> M:
+        ctype = self.request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
+        raw = self.request.body or b"{}"
+        if ctype not in ("application/json", ""):
+            raise UnsupportedMediaType("请以 application/json 提交")
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise AppError("请求体不是有效的 JSON", code="malformed_json", status=400) from exc
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise ValidationFailed(errors=_validation_errors(exc, "body")) from exc
+
+    def query(self, model: type[M]) -> M:
+        args: dict[str, Any] = {}
+        for name, values in self.request.query_arguments.items():
+            args[name] = values[-1].decode(errors="replace")
+        try:
+            return model.model_validate(args)
+        except ValidationError as exc:
+            raise ValidationFailed(errors=_validation_errors(exc, "query")) from exc
+
+    @staticmethod
+    def path_uuid(value: str) -> uuid.UUID:
+        """Ids in paths are UUIDs; anything else names nothing that exists."""
+        try:
+            return uuid.UUID(value)
+        except ValueError as exc:
+            raise NotFound() from exc
+
+    # ---- output -----------------------------------------------------------------------------------
+    def send(self, payload: BaseModel | dict[str, Any] | bytes, status: int = 200) -> None:
+        if isinstance(payload, BaseModel):
+            data = payload.model_dump_json().encode()
+        elif isinstance(payload, bytes):
+            data = payload
+        else:
+            data = orjson.dumps(payload)
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self._sent = (status, data)
+        self.finish(data)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, AppError):
+            error = exc
+        elif isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500:
+            error = AppError(
+                exc.reason or exc.log_message, status=exc.status_code, code=_http_code(exc.status_code)
+            )
+            error.title = exc.reason or error.title
+        else:
+            error = AppError(
+                f"服务器内部错误，请求编号 {self.request_id}",
+                status=500,
+                code="internal_error",
+                title="服务器内部错误",
+            )
+        self.set_status(error.status)
+        for name, value in error.headers.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", PROBLEM_JSON)
+        body = error.problem()
+        body["request_id"] = self.request_id
+        self.finish(orjson.dumps(body))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, AppError) or (
+            isinstance(value, tornado.web.HTTPError) and value.status_code < 500
+        ):
+            return  # expected outcomes, logged once by the access log with their status
+        log.error(
+            "request %s failed: %s %s",
+            self.request_id,
+            self.request.method,
+            self.request.path,
+            exc_info=(typ, value, tb),
+        )
+
+    # ---- transactions ------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One transaction; committed on success (and on errors that keep their writes), then the
+        caches outside the database hear what changed."""
+        async with self.deps.sessions() as session:
+            try:
+                async with session.begin():
+                    try:
+                        yield session
+                    except AppError as exc:
+                        if not exc.keeps_writes:
+                            raise
+                        await session.commit()
+                        raise
+            finally:
+                await self._publish_changes(session)
+
+    async def _publish_changes(self, session: AsyncSession) -> None:
+        changes = pop_changes(session)
+        if not changes or session.in_transaction():
+            return
+        keys = self.deps.keys
+        async with self.deps.redis.pipeline(transaction=False) as pipe:
+            for user_id in changes.get(Change.principal, ()):
+                pipe.delete(keys.principal(user_id))
+            for sid in changes.get(Change.revoked_session, ()):
+                pipe.set(keys.revoked_session(sid), b"1", ex=self.deps.settings.access_token_ttl)
+            await pipe.execute()
+
+    @asynccontextmanager
+    async def school_scope(
+        self, school_id: str, roles: frozenset[Role]
+    ) -> AsyncIterator[tuple[AsyncSession, School]]:
+        """A transaction on one school the caller may act on with one of `roles` (else 403 / 404)."""
+        async with self.transaction() as session:
+            school = await school_in_scope(session, self.me, self.path_uuid(school_id), roles)
+            yield session, school
+
+    @asynccontextmanager
+    async def district_scope(
+        self, district_id: str, roles: frozenset[Role]
+    ) -> AsyncIterator[tuple[AsyncSession, District]]:
+        async with self.transaction() as session:
+            district = await district_in_scope(session, self.me, self.path_uuid(district_id), roles)
+            yield session, district
+
+    # ---- limits ---------------------------------------------------------------------------------
+    async def rate_limit(self, bucket: str, limit: int, per_seconds: int = 60) -> None:
+        now = int(time.time())
+        window = now // per_seconds
+        key = self.deps.keys.rate(bucket, window)
+        async with self.deps.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, per_seconds + 1)
+            count, _ = await pipe.execute()
+        if count > limit:
+            raise RateLimited(per_seconds - now % per_seconds)
+
+    @property
+    def client_ip(self) -> str:
+        return str(self.request.remote_ip or "unknown")
+
+
+def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Replay the first response to a creating POST retried with the same Idempotency-Key and body."""
+
+    @functools.wraps(method)
+    async def wrapper(self: ApiHandler, *args: Any, **kwargs: Any) -> None:
+        header = self.request.headers.get("Idempotency-Key")
+        if not header:
+            return await method(self, *args, **kwargs)
+        if len(header) > 128:
+            raise ValidationFailed(
+                "Idempotency-Key 过长", errors=[{"loc": ["header", "Idempotency-Key"], "msg": "max 128"}]
+            )
+        owner = str(self.principal.id) if self.principal else self.client_ip
+        key = self.deps.keys.idempotency(owner, self.request.method or "", self.request.path, header)
+        fingerprint = hashlib.sha256(self.request.body or b"").hexdigest()
+        redis = self.deps.redis
+        claimed = await redis.set(
+            key, orjson.dumps({"state": "pending", "fp": fingerprint}), nx=True, ex=IDEMPOTENCY_SECONDS
+        )
+        if not claimed:
+            stored = await redis.get(key)
+            record = orjson.loads(stored) if stored else {"state": "pending", "fp": fingerprint}
+            if record["fp"] != fingerprint:
+                raise ValidationFailed(
+                    "同一个 Idempotency-Key 不能用于不同的请求内容", code="idempotency_key_reused"
+                )
+            if record["state"] == "pending":
+                raise Conflict("相同的请求正在处理中", code="idempotency_in_progress")
+            self.set_header("Idempotent-Replayed", "true")
+            return self.send(record["body"].encode(), status=int(record["status"]))
+        try:
+            await method(self, *args, **kwargs)
+        except BaseException:
+            await redis.delete(key)
+            raise
+        status, data = getattr(self, "_sent", (self.get_status(), b""))
+        record = {"state": "done", "fp": fingerprint, "status": status, "body": data.decode()}
+        await redis.set(key, orjson.dumps(record), ex=IDEMPOTENCY_SECONDS)
+
+    return wrapper
+
+
+def _http_code(status: int) -> str:
+    return {
+        400: "bad_request",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }.get(status, f"http_{status}")
+
+
+class NotFoundHandler(ApiHandler):
+    auth_required = False
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        raise NotFound("没有这个接口")

@@ -1,0 +1,287 @@
+"""Schools, classrooms, students, teachers, guardian codes and staff accounts."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from handlers.base import ApiHandler, Operation, idempotent
+from models.accounts import organisation
+from models.accounts.rules import Role
+from models.accounts.schemas import (
+    BindingCodeOut,
+    ClassroomIn,
+    ClassroomOut,
+    EmptyIn,
+    GuardianCodesOut,
+    SchoolIn,
+    SchoolOut,
+    StaffAccountIn,
+    StaffAccountOut,
+    StudentIn,
+    StudentOut,
+    StudentQuery,
+    TeacherCreatedOut,
+    TeacherIn,
+    TeacherOut,
+)
+from models.pagination import Page, PageQuery
+
+SCHOOL_ADMINS = frozenset({Role.school_admin, Role.district_admin})
+SCHOOL_STAFF = frozenset({Role.teacher, Role.school_admin, Role.district_admin})
+DISTRICT_ADMINS = frozenset({Role.district_admin})
+
+ClassroomPage = Page[ClassroomOut]
+StudentPage = Page[StudentOut]
+TeacherPage = Page[TeacherOut]
+SchoolPage = Page[SchoolOut]
+
+
+class DistrictSchoolsHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "区县的学校列表",
+            query=PageQuery,
+            response=SchoolPage,
+            roles=("district_admin",),
+            errors=(401, 403, 404),
+        ),
+        "post": Operation(
+            "新建学校",
+            body=SchoolIn,
+            response=SchoolOut,
+            status=201,
+            roles=("district_admin",),
+            errors=(401, 403, 404, 409, 422),
+            idempotent=True,
+        ),
+    }
+
+    async def get(self, district_id: str) -> None:
+        page = self.query(PageQuery)
+        async with self.district_scope(district_id, DISTRICT_ADMINS) as (session, district):
+            rows, cursor = await organisation.list_schools(session, district, page)
+        self.send(SchoolPage(items=[SchoolOut.model_validate(r) for r in rows], next_cursor=cursor))
+
+    @idempotent
+    async def post(self, district_id: str) -> None:
+        data = self.body(SchoolIn)
+        async with self.district_scope(district_id, DISTRICT_ADMINS) as (session, district):
+            school = await organisation.create_school(session, district, data.name, self.me.id)
+        self.send(SchoolOut.model_validate(school), status=201)
+
+
+class StaffAccountsHandler(ApiHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "新建学校管理员或评估机构账号（用户名密码）",
+            body=StaffAccountIn,
+            response=StaffAccountOut,
+            status=201,
+            roles=("district_admin",),
+            errors=(401, 403, 404, 409, 422),
+            idempotent=True,
+        )
+    }
+
+    @idempotent
+    async def post(self, district_id: str) -> None:
+        data = self.body(StaffAccountIn)
+        async with self.district_scope(district_id, DISTRICT_ADMINS) as (session, district):
+            user, grant = await organisation.create_staff_account(session, district, data, self.me.id)
+        self.send(
+            StaffAccountOut(
+                id=user.id,
+                username=data.username,
+                display_name=user.display_name,
+                role=Role(grant.role),
+                school_id=grant.school_id,
+            ),
+            status=201,
+        )
+
+
+class SchoolHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "学校信息",
+            response=SchoolOut,
+            roles=("teacher", "school_admin", "district_admin"),
+            errors=(401, 403, 404),
+        )
+    }
+
+    async def get(self, school_id: str) -> None:
+        async with self.school_scope(school_id, SCHOOL_STAFF) as (_, school):
+            self.send(SchoolOut.model_validate(school))
+
+
+class ClassroomsHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "班级列表",
+            query=PageQuery,
+            response=ClassroomPage,
+            roles=("teacher", "school_admin", "district_admin"),
+            errors=(401, 403, 404),
+        ),
+        "post": Operation(
+            "新建班级",
+            body=ClassroomIn,
+            response=ClassroomOut,
+            status=201,
+            roles=("school_admin", "district_admin"),
+            errors=(401, 403, 404, 409, 422),
+            idempotent=True,
+        ),
+    }
+
+    async def get(self, school_id: str) -> None:
+        page = self.query(PageQuery)
+        async with self.school_scope(school_id, SCHOOL_STAFF) as (session, school):
+            rows, cursor = await organisation.list_classrooms(session, school, page)
+        self.send(ClassroomPage(items=[ClassroomOut.model_validate(r) for r in rows], next_cursor=cursor))
+
+    @idempotent
+    async def post(self, school_id: str) -> None:
+        data = self.body(ClassroomIn)
+        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+            classroom = await organisation.create_classroom(session, school, data, self.me.id)
+        self.send(ClassroomOut.model_validate(classroom), status=201)
+
+
+class StudentsHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "学生列表（教师只看到自己任班主任的班级）",
+            query=StudentQuery,
+            response=StudentPage,
+            roles=("teacher", "school_admin", "district_admin"),
+            errors=(401, 403, 404),
+        ),
+        "post": Operation(
+            "新建学生",
+            body=StudentIn,
+            response=StudentOut,
+            status=201,
+            roles=("school_admin", "district_admin"),
+            errors=(401, 403, 404, 409, 422),
+            idempotent=True,
+        ),
+    }
+
+    async def get(self, school_id: str) -> None:
+        query = self.query(StudentQuery)
+        async with self.school_scope(school_id, SCHOOL_STAFF) as (session, school):
+            rows, cursor = await organisation.list_students(session, school, self.me, query)
+        self.send(StudentPage(items=[StudentOut.model_validate(r) for r in rows], next_cursor=cursor))
+
+    @idempotent
+    async def post(self, school_id: str) -> None:
+        data = self.body(StudentIn)
+        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+            student = await organisation.create_student(session, school, data, self.me.id)
+        self.send(StudentOut.model_validate(student), status=201)
+
+
+class TeachersHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "教师名单",
+            query=PageQuery,
+            response=TeacherPage,
+            roles=("school_admin", "district_admin"),
+            errors=(401, 403, 404),
+        ),
+        "post": Operation(
+            "新建教师并发放一次性绑定码",
+            body=TeacherIn,
+            response=TeacherCreatedOut,
+            status=201,
+            roles=("school_admin", "district_admin"),
+            errors=(401, 403, 404, 422),
+            idempotent=True,
+        ),
+    }
+
+    async def get(self, school_id: str) -> None:
+        page = self.query(PageQuery)
+        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+            rows, cursor = await organisation.list_teachers(session, school, page)
+        items = [
+            TeacherOut(id=t.id, school_id=t.school_id, name=t.name, bound=t.user_id is not None) for t in rows
+        ]
+        self.send(TeacherPage(items=items, next_cursor=cursor))
+
+    @idempotent
+    async def post(self, school_id: str) -> None:
+        data = self.body(TeacherIn)
+        settings = self.deps.settings
+        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+            teacher, code = await organisation.create_teacher(
+                session,
+                school,
+                data.name,
+                self.me.id,
+                now=self.deps.clock(),
+                ttl_days=settings.binding_code_ttl_days,
+            )
+        out = TeacherCreatedOut(
+            id=teacher.id, school_id=school.id, name=teacher.name, bound=False, binding_code=code
+        )
+        self.send(out, status=201)
+
+
+class TeacherCodeHandler(ApiHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "为尚未绑定的教师重新发放绑定码",
+            body=EmptyIn,
+            response=BindingCodeOut,
+            status=201,
+            roles=("school_admin", "district_admin"),
+            errors=(401, 403, 404, 409),
+        )
+    }
+
+    async def post(self, school_id: str, teacher_id: str) -> None:
+        self.body(EmptyIn)
+        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+            code = await organisation.reissue_teacher_code(
+                session,
+                school,
+                self.path_uuid(teacher_id),
+                self.me.id,
+                now=self.deps.clock(),
+                ttl_days=self.deps.settings.binding_code_ttl_days,
+            )
+        self.send(code, status=201)
+
+
+class GuardianCodesHandler(ApiHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "为班级每个学生发放家长绑定码（打印发给家长）",
+            body=EmptyIn,
+            response=GuardianCodesOut,
+            status=201,
+            roles=("school_admin", "district_admin"),
+            errors=(401, 403, 404),
+        )
+    }
+
+    async def post(self, school_id: str, classroom_id: str) -> None:
+        self.body(EmptyIn)
+        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+            classroom = await organisation.classroom_of(session, school, self.path_uuid(classroom_id))
+            codes = await organisation.issue_guardian_codes(
+                session,
+                school,
+                classroom,
+                self.me.id,
+                now=self.deps.clock(),
+                ttl_days=self.deps.settings.binding_code_ttl_days,
+            )
+        self.send(
+            GuardianCodesOut(classroom_id=classroom.id, classroom_name=classroom.name, items=codes),
+            status=201,
+        )

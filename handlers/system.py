@@ -1,0 +1,47 @@
+"""Health probes and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from sqlalchemy import text
+
+from handlers.base import ApiHandler
+
+READY_TIMEOUT = 2.0
+
+
+class HealthHandler(ApiHandler):
+    auth_required = False
+
+    async def get(self) -> None:
+        self.send({"status": "ok"})
+
+
+class ReadyHandler(ApiHandler):
+    auth_required = False
+
+    async def get(self) -> None:
+        checks: dict[str, str] = {}
+
+        async def database() -> None:
+            async with self.deps.sessions() as session:
+                await session.execute(text("SELECT 1"))
+
+        for name, probe in (("postgresql", database), ("redis", self.deps.redis.ping)):
+            try:
+                await asyncio.wait_for(probe(), READY_TIMEOUT)
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"unavailable: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        self.send({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+
+class OpenApiHandler(ApiHandler):
+    auth_required = False
+    document: ClassVar[bytes] = b"{}"
+
+    async def get(self) -> None:
+        self.send(self.document)

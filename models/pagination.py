@@ -1,0 +1,68 @@
+"""Keyset pagination: `?limit=` (1–100, default 20) and an opaque `?cursor=`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Select, literal, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from server.errors import ValidationFailed
+
+T = TypeVar("T")
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = None
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+def _encode(values: Sequence[Any]) -> str:
+    plain = [str(v) if isinstance(v, uuid.UUID) else v for v in values]
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str, width: int) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except ValueError as exc:
+        raise ValidationFailed(
+            "cursor 无效", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
+        ) from exc
+    if not isinstance(values, list) or len(values) != width:
+        raise ValidationFailed("cursor 无效", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}])
+    return values
+
+
+async def keyset_page(
+    session: AsyncSession,
+    stmt: Select[Any],
+    order_by: Sequence[InstrumentedAttribute[Any]],
+    page: PageQuery,
+) -> tuple[list[Any], str | None]:
+    """Run `stmt` ordered by `order_by` (ascending, unique in combination) from the cursor on."""
+    if page.cursor:
+        values = _decode(page.cursor, len(order_by))
+        bound = [literal(v, type_=col.type) for v, col in zip(values, order_by, strict=True)]
+        stmt = stmt.where(tuple_(*order_by) > tuple_(*bound))
+    rows = list((await session.execute(stmt.order_by(*order_by).limit(page.limit + 1))).scalars())
+    if len(rows) <= page.limit:
+        return rows, None
+    rows = rows[: page.limit]
+    last = rows[-1]
+    return rows, _encode([getattr(last, col.key) for col in order_by])

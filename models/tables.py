@@ -1,0 +1,5 @@
+"""Imports every area's tables so the metadata (and Alembic) sees all of them."""
+
+from models.accounts import tables as accounts_tables
+
+__all__ = ["accounts_tables"]

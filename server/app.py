@@ -1,0 +1,81 @@
+"""make_app(deps): the route table in one place."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import orjson
+import tornado.web
+
+from handlers import auth, bindings, organisation, system
+from handlers.base import ApiHandler, NotFoundHandler
+from server.deps import Deps
+from server.openapi import build_openapi
+
+access_log = logging.getLogger("access")
+
+API = "/api/v1"
+
+ROUTES: list[tuple[str, type[ApiHandler]]] = [
+    (f"{API}/auth/wechat-login", auth.WechatLoginHandler),
+    (f"{API}/auth/password-login", auth.PasswordLoginHandler),
+    (f"{API}/auth/refresh", auth.RefreshHandler),
+    (f"{API}/auth/logout", auth.LogoutHandler),
+    (f"{API}/me", auth.MeHandler),
+    (f"{API}/bindings", bindings.BindingsHandler),
+    (f"{API}/districts/{{district_id}}/schools", organisation.DistrictSchoolsHandler),
+    (f"{API}/districts/{{district_id}}/staff-accounts", organisation.StaffAccountsHandler),
+    (f"{API}/schools/{{school_id}}", organisation.SchoolHandler),
+    (f"{API}/schools/{{school_id}}/classrooms", organisation.ClassroomsHandler),
+    (
+        f"{API}/schools/{{school_id}}/classrooms/{{classroom_id}}/guardian-codes",
+        organisation.GuardianCodesHandler,
+    ),
+    (f"{API}/schools/{{school_id}}/students", organisation.StudentsHandler),
+    (f"{API}/schools/{{school_id}}/teachers", organisation.TeachersHandler),
+    (f"{API}/schools/{{school_id}}/teachers/{{teacher_id}}/binding-code", organisation.TeacherCodeHandler),
+]
+
+UNDOCUMENTED: list[tuple[str, type[ApiHandler]]] = [
+    ("/healthz", system.HealthHandler),
+    ("/readyz", system.ReadyHandler),
+    (f"{API}/openapi.json", system.OpenApiHandler),
+]
+
+
+def _pattern(path: str) -> str:
+    return "^" + re.sub(r"{(\w+)}", r"(?P<\1>[^/]+)", path) + "$"
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    status = handler.get_status()
+    principal = getattr(handler, "principal", None)
+    fields = (
+        handler.request.method,
+        handler.request.path,
+        status,
+        1000.0 * handler.request.request_time(),
+        getattr(handler, "request_id", "-"),
+        principal.id if principal else "-",
+    )
+    if status >= 500:
+        access_log.error("%s %s %d %.1fms rid=%s uid=%s", *fields)
+    elif status >= 400:
+        access_log.info("%s %s %d %.1fms rid=%s uid=%s", *fields)
+    elif access_log.isEnabledFor(logging.DEBUG):
+        access_log.debug("%s %s %d %.1fms rid=%s uid=%s", *fields)
+
+
+def make_app(deps: Deps) -> tornado.web.Application:
+    system.OpenApiHandler.document = orjson.dumps(build_openapi(ROUTES))
+    args = {"deps": deps}
+    rules = [(_pattern(path), handler, args) for path, handler in ROUTES + UNDOCUMENTED]
+    return tornado.web.Application(
+        rules,
+        default_handler_class=NotFoundHandler,
+        default_handler_args=args,
+        log_function=_log_request,
+        compress_response=False,
+        xheaders=True,
+    )

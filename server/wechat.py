@@ -1,0 +1,150 @@
+"""Async gateway to WeChat's HTTPS APIs on Tornado's AsyncHTTPClient.
+
+WeChat answers HTTP 200 with an `errcode` for most failures; this module maps the ones users can run
+into onto our problem codes, and turns timeouts and outages into 503 rather than hanging a request.
+The interface access_token is shared by every process: one refresher at a time, through a Redis lock,
+using the `stable_token` endpoint (which does not invalidate the token other processes still hold).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+from redis.asyncio import Redis
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from server.errors import AppError, Forbidden, RateLimited, ServiceUnavailable, Unauthenticated
+from server.redis import Keys
+
+log = logging.getLogger(__name__)
+
+# Refresh a little before WeChat's expiry so no request goes out with a token about to die.
+TOKEN_EXPIRY_MARGIN = 300
+TOKEN_LOCK_SECONDS = 10
+WECHAT_RETRY_AFTER = 60
+
+
+@dataclass(frozen=True)
+class WechatIdentity:
+    openid: str
+    session_key: str
+    unionid: str | None
+
+
+class WechatError(AppError):
+    status, code, title = 502, "wechat_error", "微信服务返回错误"
+
+
+def map_errcode(errcode: int, errmsg: str) -> AppError:
+    if errcode in (40029, 40163):
+        return Unauthenticated("登录凭证无效或已使用，请重新登录", code="invalid_login_code")
+    if errcode == 45011:
+        return RateLimited(WECHAT_RETRY_AFTER, "微信登录过于频繁，请稍后再试", code="wechat_rate_limited")
+    if errcode == 40226:
+        return Forbidden("该微信账号存在风险，暂时无法登录", code="wechat_user_blocked")
+    if errcode == -1:
+        return ServiceUnavailable("微信服务繁忙，请稍后再试", code="wechat_unavailable")
+    return WechatError(f"微信返回错误 {errcode}: {errmsg}")
+
+
+class WechatGateway:
+    def __init__(
+        self,
+        *,
+        appid: str,
+        secret: str,
+        api_base: str,
+        timeout: float,
+        redis: Redis,
+        keys: Keys,
+    ) -> None:
+        self.appid = appid
+        self._secret = secret
+        self._base = api_base if api_base.endswith("/") else api_base + "/"
+        self._timeout = timeout
+        self._redis = redis
+        self._keys = keys
+
+    async def _call(self, method: str, path: str, params: dict[str, str], body: Any = None) -> dict[str, Any]:
+        url = urljoin(self._base, path) + "?" + urlencode(params)
+        request = HTTPRequest(
+            url,
+            method=method,
+            body=json.dumps(body, ensure_ascii=False) if body is not None else None,
+            headers={"Content-Type": "application/json"} if body is not None else None,
+            connect_timeout=self._timeout,
+            request_timeout=self._timeout,
+        )
+        started = time.monotonic()
+        try:
+            response = await AsyncHTTPClient().fetch(request)
+        except HTTPClientError as exc:
+            log.warning("wechat %s failed: HTTP %s", path, exc.code)
+            raise ServiceUnavailable("微信服务暂时不可用", code="wechat_unavailable") from exc
+        except (TimeoutError, OSError) as exc:
+            log.warning("wechat %s unreachable after %.2fs: %s", path, time.monotonic() - started, exc)
+            raise ServiceUnavailable("微信服务暂时不可用", code="wechat_unavailable") from exc
+        try:
+            data: dict[str, Any] = json.loads(response.body)
+        except ValueError as exc:
+            raise WechatError("微信返回了无法解析的内容") from exc
+        errcode = int(data.get("errcode") or 0)
+        if errcode != 0:
+            log.info("wechat %s errcode=%s", path, errcode)
+            raise map_errcode(errcode, str(data.get("errmsg", "")))
+        return data
+
+    async def code_to_session(self, code: str) -> WechatIdentity:
+        data = await self._call(
+            "GET",
+            "sns/jscode2session",
+            {
+                "appid": self.appid,
+                "secret": self._secret,
+                "js_code": code,
+                "grant_type": "authorization_code",
+            },
+        )
+        if not data.get("openid") or not data.get("session_key"):
+            raise WechatError("微信未返回用户标识")
+        return WechatIdentity(str(data["openid"]), str(data["session_key"]), data.get("unionid"))
+
+    async def access_token(self) -> str:
+        """The interface token, fetched by one caller at a time across all processes."""
+        key = self._keys.wechat_token(self.appid)
+        cached = await self._redis.get(key)
+        if cached:
+            return cached.decode() if isinstance(cached, bytes) else str(cached)
+        lock = self._redis.lock(
+            self._keys.wechat_token_lock(self.appid),
+            timeout=TOKEN_LOCK_SECONDS,
+            blocking_timeout=self._timeout * 2,
+        )
+        acquired = await lock.acquire()
+        if not acquired:
+            raise ServiceUnavailable("微信接口凭证获取超时", code="wechat_unavailable")
+        try:
+            cached = await self._redis.get(key)  # another process may have refreshed while we waited
+            if cached:
+                return cached.decode() if isinstance(cached, bytes) else str(cached)
+            data = await self._call(
+                "POST",
+                "cgi-bin/stable_token",
+                {},
+                {"grant_type": "client_credential", "appid": self.appid, "secret": self._secret},
+            )
+            token = str(data["access_token"])
+            ttl = max(60, int(data.get("expires_in", 7200)) - TOKEN_EXPIRY_MARGIN)
+            await self._redis.set(key, token, ex=ttl)
+            return token
+        finally:
+            await lock.release()
+
+    async def forget_access_token(self) -> None:
+        """Drop a token WeChat rejected (40001) so the next call refreshes it."""
+        await self._redis.delete(self._keys.wechat_token(self.appid))

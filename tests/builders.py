@@ -1,0 +1,208 @@
+"""Builders: real rows through the ORM, and real tokens through the auth service."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.accounts import auth
+from models.accounts.rules import Role
+from models.accounts.tables import (
+    Classroom,
+    District,
+    Guardianship,
+    RoleGrant,
+    School,
+    Student,
+    Teacher,
+    User,
+)
+from server.deps import Deps
+from server.security import hash_password
+
+STAFF_PASSWORD = "correct horse battery"
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def make_district(s: AsyncSession, name: str | None = None) -> District:
+    d = District(name=name or _name("区"))
+    s.add(d)
+    await s.flush()
+    return d
+
+
+async def make_school(s: AsyncSession, district: District, name: str | None = None) -> School:
+    school = School(district_id=district.id, name=name or _name("学校"))
+    s.add(school)
+    await s.flush()
+    return school
+
+
+async def make_classroom(
+    s: AsyncSession,
+    school: School,
+    name: str | None = None,
+    grade: int = 3,
+    head_teacher: Teacher | None = None,
+) -> Classroom:
+    c = Classroom(
+        school_id=school.id,
+        name=name or _name("班"),
+        grade=grade,
+        head_teacher_id=head_teacher.id if head_teacher else None,
+    )
+    s.add(c)
+    await s.flush()
+    return c
+
+
+async def make_student(
+    s: AsyncSession, classroom: Classroom, name: str = "学生", no: str | None = None
+) -> Student:
+    st = Student(
+        school_id=classroom.school_id, classroom_id=classroom.id, name=name, student_no=no or _name("S")
+    )
+    s.add(st)
+    await s.flush()
+    return st
+
+
+async def make_wechat_user(s: AsyncSession, openid: str | None = None) -> User:
+    u = User(wechat_openid=openid or _name("openid"), display_name="")
+    s.add(u)
+    await s.flush()
+    return u
+
+
+async def make_password_user(
+    s: AsyncSession, username: str | None = None, password: str = STAFF_PASSWORD
+) -> User:
+    u = User(
+        username=username or _name("staff"), password_hash=hash_password(password), display_name="管理员"
+    )
+    s.add(u)
+    await s.flush()
+    return u
+
+
+async def make_teacher(
+    s: AsyncSession, school: School, user: User | None = None, name: str = "老师"
+) -> Teacher:
+    t = Teacher(school_id=school.id, name=name, user_id=user.id if user else None)
+    s.add(t)
+    await s.flush()
+    return t
+
+
+async def make_guardian(
+    s: AsyncSession, parent: User, student: Student, relation: str = "mother"
+) -> Guardianship:
+    g = Guardianship(
+        parent_user_id=parent.id,
+        student_id=student.id,
+        relation=relation,
+        consent_policy_version="2025-09",
+        consent_at=datetime.now().astimezone(),
+    )
+    s.add(g)
+    await s.flush()
+    return g
+
+
+async def grant(
+    s: AsyncSession, user: User, role: Role, district: District, school: School | None = None
+) -> None:
+    s.add(
+        RoleGrant(
+            user_id=user.id, role=role, district_id=district.id, school_id=school.id if school else None
+        )
+    )
+    await s.flush()
+
+
+async def token_for(deps: Deps, user_id: uuid.UUID) -> str:
+    async with deps.sessions() as s, s.begin():
+        issued = await auth.open_session(
+            s, user_id, deps.signer, refresh_ttl=deps.settings.refresh_token_ttl, now=deps.clock()
+        )
+    return issued.access_token
+
+
+@dataclass
+class Actor:
+    user_id: uuid.UUID
+    token: str
+
+
+@dataclass
+class World:
+    """Two schools in one district, a third school in another district, and one user of every role."""
+
+    district: District
+    other_district: District
+    school_a: School
+    school_b: School
+    school_c: School
+    classroom_a: Classroom
+    classroom_b: Classroom
+    student_a: Student
+    student_b: Student
+    teacher_a: Teacher
+    actors: dict[str, Actor] = field(default_factory=dict)
+
+    def token(self, label: str) -> str:
+        return self.actors[label].token
+
+
+async def make_world(deps: Deps) -> World:
+    async with deps.sessions() as s, s.begin():
+        district = await make_district(s)
+        other = await make_district(s)
+        school_a = await make_school(s, district, "甲小学")
+        school_b = await make_school(s, district, "乙中学")
+        school_c = await make_school(s, other, "丙小学")
+        users: dict[str, User] = {}
+        for label in ("parent_a", "parent_b", "teacher_a", "teacher_b", "stranger"):
+            users[label] = await make_wechat_user(s, openid=_name(label))
+        for label in (
+            "school_admin_a",
+            "school_admin_b",
+            "district_admin",
+            "other_district_admin",
+            "evaluator",
+        ):
+            users[label] = await make_password_user(s, username=_name(label))
+        teacher_a = await make_teacher(s, school_a, users["teacher_a"], name="甲老师")
+        teacher_b = await make_teacher(s, school_b, users["teacher_b"], name="乙老师")
+        classroom_a = await make_classroom(s, school_a, "三年级1班", 3, head_teacher=teacher_a)
+        classroom_b = await make_classroom(s, school_b, "初一1班", 7, head_teacher=teacher_b)
+        student_a = await make_student(s, classroom_a, "甲同学", "A001")
+        student_b = await make_student(s, classroom_b, "乙同学", "B001")
+        await make_guardian(s, users["parent_a"], student_a)
+        await make_guardian(s, users["parent_b"], student_b)
+        await grant(s, users["school_admin_a"], Role.school_admin, district, school_a)
+        await grant(s, users["school_admin_b"], Role.school_admin, district, school_b)
+        await grant(s, users["district_admin"], Role.district_admin, district)
+        await grant(s, users["other_district_admin"], Role.district_admin, other)
+        await grant(s, users["evaluator"], Role.evaluator, district)
+    world = World(
+        district,
+        other,
+        school_a,
+        school_b,
+        school_c,
+        classroom_a,
+        classroom_b,
+        student_a,
+        student_b,
+        teacher_a,
+    )
+    for label, user in users.items():
+        world.actors[label] = Actor(user.id, await token_for(deps, user.id))
+    return world

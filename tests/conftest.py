@@ -1,0 +1,159 @@
+"""Test infrastructure: a real PostgreSQL (migrated by Alembic) and a real Redis, a fake WeChat API over
+real HTTP on 127.0.0.1, and the service itself listening on a free port.
+
+PostgreSQL and Redis are the embedded ones under var/test/, or TEST_DATABASE_URL / TEST_REDIS_URL when
+set (the database named there is wiped). Each test gets empty tables and its own Redis key prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from models.base import Base
+from server.app import make_app
+from server.config import Settings
+from server.db import make_engine, make_session_factory
+from server.deps import Deps
+from server.embedded import EmbeddedServers
+from server.migrate import upgrade
+from server.redis import Keys, make_redis
+from server.security import FieldCipher, TokenSigner
+from server.wechat import WechatGateway
+from server.wechat_sandbox import SandboxState, start_sandbox
+from tests.client import Api
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DB = "parent_school_test"
+
+
+@pytest.fixture(scope="session")
+def infra_urls() -> Iterator[tuple[str, str]]:
+    embedded = EmbeddedServers(ROOT / "var" / "test")
+    try:
+        db_url = os.environ.get("TEST_DATABASE_URL")
+        if db_url:
+            asyncio.run(_reset_schema(db_url))
+        else:
+            admin_url = embedded.start_postgres()
+            asyncio.run(_recreate_database(admin_url, TEST_DB))
+            db_url = admin_url.replace("/postgres?", f"/{TEST_DB}?")
+        redis_url = os.environ.get("TEST_REDIS_URL") or embedded.start_redis()
+        upgrade(db_url)
+        yield db_url, redis_url
+    finally:
+        embedded.stop()
+
+
+async def _recreate_database(admin_url: str, name: str) -> None:
+    engine = make_engine(admin_url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await engine.dispose()
+
+
+async def _reset_schema(url: str) -> None:
+    engine = make_engine(url, pool_size=1)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def engine(infra_urls: tuple[str, str]) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(infra_urls[0], pool_size=20)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture(scope="session")
+async def redis(infra_urls: tuple[str, str]) -> AsyncIterator[Redis]:
+    client = make_redis(infra_urls[1])
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def _empty_tables(request: pytest.FixtureRequest) -> None:
+    if "engine" not in request.fixturenames:
+        return
+    engine: AsyncEngine = request.getfixturevalue("engine")
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def wechat() -> AsyncIterator[tuple[SandboxState, str]]:
+    state = SandboxState()
+    server, base = start_sandbox(state)
+    yield state, base
+    server.stop()
+
+
+@pytest.fixture
+def settings(infra_urls: tuple[str, str], wechat: tuple[SandboxState, str]) -> Settings:
+    state, base = wechat
+    return Settings(
+        app_env="test",
+        database_url=infra_urls[0],
+        redis_url=infra_urls[1],
+        redis_prefix=f"test:{uuid.uuid4().hex[:12]}:",
+        wechat_appid=state.appid,
+        wechat_secret=SecretStr(state.secret),
+        wechat_api_base=base,
+        wechat_timeout=1.0,
+        load_demo_data=False,
+    )
+
+
+@pytest.fixture
+async def deps(settings: Settings, engine: AsyncEngine, redis: Redis) -> AsyncIterator[Deps]:
+    keys = Keys(settings.redis_prefix)
+    yield Deps(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        redis=redis,
+        keys=keys,
+        wechat=WechatGateway(
+            appid=settings.wechat_appid or "",
+            secret=settings.wechat_secret.get_secret_value() if settings.wechat_secret else "",
+            api_base=settings.wechat_api_base,
+            timeout=settings.wechat_timeout,
+            redis=redis,
+            keys=keys,
+        ),
+        signer=TokenSigner(
+            settings.jwt_secret.get_secret_value(), settings.jwt_issuer, settings.access_token_ttl
+        ),
+        cipher=FieldCipher(settings.field_encryption_key.get_secret_value()),
+    )
+    async for key in redis.scan_iter(match=f"{settings.redis_prefix}*", count=500):
+        await redis.delete(key)
+
+
+@pytest.fixture
+async def api(deps: Deps) -> AsyncIterator[Api]:
+    sockets = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    server = HTTPServer(make_app(deps), max_body_size=deps.settings.max_upload_bytes + 64 * 1024)
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    client = Api(f"http://127.0.0.1:{port}")
+    yield client
+    server.stop()
+    await server.close_all_connections()
