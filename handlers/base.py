@@ -62,6 +62,23 @@ def _validation_errors(exc: ValidationError, where: str) -> list[dict[str, Any]]
     return [{"loc": [where, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
 
 
+def _nul_characters(value: Any, loc: list[Any]) -> list[dict[str, Any]]:
+    """PostgreSQL text cannot hold U+0000; a string carrying one is invalid input, not a server error."""
+    if isinstance(value, str):
+        return (
+            [{"loc": loc, "msg": "must not contain NUL characters", "type": "string_nul"}]
+            if "\x00" in value
+            else []
+        )
+    if isinstance(value, dict):
+        return [
+            e for k, v in value.items() for e in _nul_characters(v, [*loc, k]) + _nul_characters(k, [*loc, k])
+        ]
+    if isinstance(value, list):
+        return [e for i, v in enumerate(value) for e in _nul_characters(v, [*loc, i])]
+    return []
+
+
 class ApiHandler(tornado.web.RequestHandler):
     deps: Deps
     auth_required: ClassVar[bool] = True
@@ -141,6 +158,9 @@ class ApiHandler(tornado.web.RequestHandler):
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise AppError("请求体不是有效的 JSON", code="malformed_json", status=400) from exc
+        nul = _nul_characters(data, ["body"])
+        if nul:
+            raise ValidationFailed(errors=nul)
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -150,6 +170,9 @@ class ApiHandler(tornado.web.RequestHandler):
         args: dict[str, Any] = {}
         for name, values in self.request.query_arguments.items():
             args[name] = values[-1].decode(errors="replace")
+        nul = _nul_characters(args, ["query"])
+        if nul:
+            raise ValidationFailed(errors=nul)
         try:
             return model.model_validate(args)
         except ValidationError as exc:
@@ -176,6 +199,18 @@ class ApiHandler(tornado.web.RequestHandler):
         self._sent = (status, data)
         self.finish(data)
 
+    def send_with_etag(self, data: bytes) -> None:
+        """200 with a strong ETag, or 304 when the client already holds this representation."""
+        etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+        self.set_header("ETag", etag)
+        self.set_header("Cache-Control", "private, no-cache")
+        presented = {t.strip() for t in self.request.headers.get("If-None-Match", "").split(",")}
+        if etag in presented or "*" in presented:
+            self.set_status(304)
+            self.finish()
+            return
+        self.send(data)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, AppError):
@@ -193,6 +228,8 @@ class ApiHandler(tornado.web.RequestHandler):
                 title="服务器内部错误",
             )
         self.set_status(error.status)
+        if self.request_id:  # send_error() cleared the headers prepare() had set
+            self.set_header("X-Request-Id", self.request_id)
         for name, value in error.headers.items():
             self.set_header(name, value)
         self.set_header("Content-Type", PROBLEM_JSON)
@@ -241,6 +278,8 @@ class ApiHandler(tornado.web.RequestHandler):
                 pipe.delete(keys.principal(user_id))
             for sid in changes.get(Change.revoked_session, ()):
                 pipe.set(keys.revoked_session(sid), b"1", ex=self.deps.settings.access_token_ttl)
+            if Change.catalogue in changes:
+                pipe.incr(keys.catalogue_version())
             await pipe.execute()
 
     @asynccontextmanager

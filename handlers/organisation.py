@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from handlers.base import ApiHandler, Operation, idempotent
-from models.accounts import organisation
+from models.accounts import organisation, roster
 from models.accounts.rules import Role
 from models.accounts.schemas import (
     BindingCodeOut,
@@ -13,6 +13,7 @@ from models.accounts.schemas import (
     ClassroomOut,
     EmptyIn,
     GuardianCodesOut,
+    RosterReport,
     SchoolIn,
     SchoolOut,
     StaffAccountIn,
@@ -285,3 +286,30 @@ class GuardianCodesHandler(ApiHandler):
             GuardianCodesOut(classroom_id=classroom.id, classroom_name=classroom.name, items=codes),
             status=201,
         )
+
+
+class RosterImportHandler(ApiHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "导入学生名单：请求体为文件本身，Content-Type 为 text/csv（UTF-8 或 GBK）或 "
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet（.xlsx）；"
+            "列：学号、姓名、班级、年级；有任何一行出错则不导入任何数据",
+            response=RosterReport,
+            status=201,
+            roles=("school_admin", "district_admin"),
+            errors=(401, 403, 404, 409, 413, 415, 422),
+            idempotent=True,
+        )
+    }
+
+    @property
+    def body_limit(self) -> int:
+        return self.deps.settings.max_upload_bytes
+
+    @idempotent
+    async def post(self, school_id: str) -> None:
+        content_type = self.request.headers.get("Content-Type", "")
+        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+            parsed = roster.parse_roster(self.request.body, content_type)
+            report = await roster.import_roster(session, school, parsed, self.me.id)
+        self.send(report, status=201)

@@ -36,6 +36,7 @@ class Change(StrEnum):
 
     principal = "principal"  # a user's roles, schools or children
     revoked_session = "revoked_session"  # a login session (refresh-token family) was revoked
+    catalogue = "catalogue"  # courses or their assignments: cached course lists are stale
 
 
 def note_change(session: AsyncSession, kind: Change, ident: uuid.UUID | str) -> None:

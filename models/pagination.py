@@ -6,6 +6,7 @@ import base64
 import json
 import uuid
 from collections.abc import Sequence
+from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,7 +33,9 @@ class Page(BaseModel, Generic[T]):
 
 
 def _encode(values: Sequence[Any]) -> str:
-    plain = [str(v) if isinstance(v, uuid.UUID) else v for v in values]
+    plain = [
+        str(v) if isinstance(v, uuid.UUID) else v.isoformat() if isinstance(v, date) else v for v in values
+    ]
     return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
 
 
@@ -45,8 +48,35 @@ def _decode(cursor: str, width: int) -> list[Any]:
             "cursor 无效", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
         ) from exc
     if not isinstance(values, list) or len(values) != width:
-        raise ValidationFailed("cursor 无效", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}])
+        raise _invalid_cursor()
     return values
+
+
+def _invalid_cursor() -> ValidationFailed:
+    return ValidationFailed("cursor 无效", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}])
+
+
+def _typed(value: Any, column: InstrumentedAttribute[Any]) -> Any:
+    """A cursor value as its column's Python type; a forged cursor must be a 422, not a database error."""
+    if isinstance(value, str) and "\x00" in value:
+        raise _invalid_cursor()
+    try:
+        kind = column.type.python_type
+    except NotImplementedError:
+        return value
+    if kind is uuid.UUID and isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError as exc:
+            raise _invalid_cursor() from exc
+    if issubclass(kind, (datetime, date)) and isinstance(value, str):
+        try:
+            return kind.fromisoformat(value)
+        except ValueError as exc:
+            raise _invalid_cursor() from exc
+    if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+        raise _invalid_cursor()
+    return value
 
 
 async def keyset_page(
@@ -58,7 +88,7 @@ async def keyset_page(
     """Run `stmt` ordered by `order_by` (ascending, unique in combination) from the cursor on."""
     if page.cursor:
         values = _decode(page.cursor, len(order_by))
-        bound = [literal(v, type_=col.type) for v, col in zip(values, order_by, strict=True)]
+        bound = [literal(_typed(v, col), type_=col.type) for v, col in zip(values, order_by, strict=True)]
         stmt = stmt.where(tuple_(*order_by) > tuple_(*bound))
     rows = list((await session.execute(stmt.order_by(*order_by).limit(page.limit + 1))).scalars())
     if len(rows) <= page.limit:

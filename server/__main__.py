@@ -103,7 +103,9 @@ def serve(settings: Settings) -> None:
 async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     deps = Deps.build(settings)
     server = tornado.httpserver.HTTPServer(
-        make_app(deps), xheaders=True, max_body_size=settings.max_upload_bytes + 64 * 1024
+        make_app(deps),
+        xheaders=settings.trust_proxy_headers,
+        max_body_size=settings.max_upload_bytes + 64 * 1024,
     )
     server.add_sockets(sockets)
     log.info("serving on port %d (pid %d)", settings.port, os.getpid())

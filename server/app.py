@@ -33,6 +33,7 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
         organisation.GuardianCodesHandler,
     ),
     (f"{API}/schools/{{school_id}}/students", organisation.StudentsHandler),
+    (f"{API}/schools/{{school_id}}/roster-imports", organisation.RosterImportHandler),
     (f"{API}/schools/{{school_id}}/teachers", organisation.TeachersHandler),
     (f"{API}/schools/{{school_id}}/teachers/{{teacher_id}}/binding-code", organisation.TeacherCodeHandler),
 ]
@@ -77,5 +78,4 @@ def make_app(deps: Deps) -> tornado.web.Application:
         default_handler_args=args,
         log_function=_log_request,
         compress_response=False,
-        xheaders=True,
     )

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     wechat_api_base: str = "https://api.weixin.qq.com/"
     wechat_timeout: float = Field(5.0, gt=0)
 
+    # Only behind a proxy that overwrites X-Forwarded-For / X-Real-IP: otherwise clients could pick the
+    # address that login rate limits count against.
+    trust_proxy_headers: bool = False
+
     max_body_bytes: int = 1024 * 1024
     max_upload_bytes: int = 10 * 1024 * 1024
 

@@ -1,4 +1,5 @@
-"""The one object handlers receive: settings, database sessions, Redis, the WeChat gateway, the clock."""
+"""The one object handlers receive: settings, database sessions, Redis, the WeChat gateway, the clock,
+and the per-process services built from them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from zoneinfo import ZoneInfo
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from models.catalog.lessons import LessonDirectory
+from models.learning.progress import ProgressTracker
 from server.config import Settings
 from server.db import make_engine, make_session_factory
 from server.redis import Keys, make_redis
@@ -30,10 +33,29 @@ class Deps:
     sessions: async_sessionmaker[AsyncSession]
     redis: Redis
     keys: Keys
-    wechat: WechatGateway
-    signer: TokenSigner
-    cipher: FieldCipher
     clock: Callable[[], datetime] = field(default=shanghai_now)
+    wechat: WechatGateway = field(init=False)
+    signer: TokenSigner = field(init=False)
+    cipher: FieldCipher = field(init=False)
+    lessons: LessonDirectory = field(init=False)
+    progress: ProgressTracker = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.wechat = WechatGateway(
+            appid=s.wechat_appid or "",
+            secret=s.wechat_secret.get_secret_value() if s.wechat_secret else "",
+            api_base=s.wechat_api_base,
+            timeout=s.wechat_timeout,
+            redis=self.redis,
+            keys=self.keys,
+        )
+        self.signer = TokenSigner(s.jwt_secret.get_secret_value(), s.jwt_issuer, s.access_token_ttl)
+        self.cipher = FieldCipher(s.field_encryption_key.get_secret_value())
+        self.lessons = LessonDirectory(self.sessions)
+        self.progress = ProgressTracker(
+            self.redis, self.keys, self.sessions, clock=lambda: self.clock().timestamp()
+        )
 
     @classmethod
     def build(cls, settings: Settings, *, pool_size: int = 10) -> Deps:
@@ -41,27 +63,12 @@ class Deps:
         if not settings.database_url or not settings.redis_url:
             raise RuntimeError("database_url and redis_url must be resolved before building deps")
         engine = make_engine(settings.database_url, pool_size=pool_size)
-        redis = make_redis(settings.redis_url)
-        keys = Keys(settings.redis_prefix)
-        wechat = WechatGateway(
-            appid=settings.wechat_appid or "",
-            secret=settings.wechat_secret.get_secret_value() if settings.wechat_secret else "",
-            api_base=settings.wechat_api_base,
-            timeout=settings.wechat_timeout,
-            redis=redis,
-            keys=keys,
-        )
         return cls(
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
-            redis=redis,
-            keys=keys,
-            wechat=wechat,
-            signer=TokenSigner(
-                settings.jwt_secret.get_secret_value(), settings.jwt_issuer, settings.access_token_ttl
-            ),
-            cipher=FieldCipher(settings.field_encryption_key.get_secret_value()),
+            redis=make_redis(settings.redis_url),
+            keys=Keys(settings.redis_prefix),
         )
 
     async def close(self) -> None:

@@ -32,3 +32,21 @@ class Keys:
 
     def wechat_token_lock(self, appid: str) -> str:
         return f"{self.prefix}wx:token-lock:{appid}"
+
+    def lesson_state(self, parent_id: str, course_id: str) -> str:
+        return f"{self.prefix}lesson:{parent_id}:{course_id}"
+
+    def progress_dirty(self) -> str:
+        return f"{self.prefix}lesson-dirty"
+
+    def progress_hydrated(self) -> str:
+        return f"{self.prefix}lesson-hydrated"
+
+    def progress_hydrate_lock(self) -> str:
+        return f"{self.prefix}lesson-hydrate-lock"
+
+    def catalogue_version(self) -> str:
+        return f"{self.prefix}catalogue-version"
+
+    def catalogue_cache(self, version: int, digest: str) -> str:
+        return f"{self.prefix}catalogue:{version}:{digest}"

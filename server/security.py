@@ -13,6 +13,7 @@ import hmac
 import os
 import secrets
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass
 
@@ -88,7 +89,8 @@ def new_binding_code() -> str:
 
 
 def normalise_binding_code(code: str) -> str:
-    return code.strip().upper().replace("-", "").replace(" ", "")
+    # NFKC first: Chinese input methods type full-width letters, dashes and spaces (ＡＢ－ＣＤ).
+    return unicodedata.normalize("NFKC", code).strip().upper().replace("-", "").replace(" ", "")
 
 
 def hash_password(password: str) -> str:

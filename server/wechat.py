@@ -8,6 +8,7 @@ using the `stable_token` endpoint (which does not invalidate the token other pro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 # Refresh a little before WeChat's expiry so no request goes out with a token about to die.
 TOKEN_EXPIRY_MARGIN = 300
 TOKEN_LOCK_SECONDS = 10
+# How often a caller waiting for another's refresh looks at the cache again.
+TOKEN_POLL_SECONDS = 0.05
 WECHAT_RETRY_AFTER = 60
 
 
@@ -117,33 +120,37 @@ class WechatGateway:
     async def access_token(self) -> str:
         """The interface token, fetched by one caller at a time across all processes."""
         key = self._keys.wechat_token(self.appid)
-        cached = await self._redis.get(key)
-        if cached:
-            return cached.decode() if isinstance(cached, bytes) else str(cached)
-        lock = self._redis.lock(
-            self._keys.wechat_token_lock(self.appid),
-            timeout=TOKEN_LOCK_SECONDS,
-            blocking_timeout=self._timeout * 2,
-        )
-        acquired = await lock.acquire()
-        if not acquired:
-            raise ServiceUnavailable("微信接口凭证获取超时", code="wechat_unavailable")
-        try:
-            cached = await self._redis.get(key)  # another process may have refreshed while we waited
+        deadline = time.monotonic() + self._timeout * 2
+        while True:
+            # Waiters watch the cache rather than queue for the lock: once the holder has stored a
+            # token every waiter returns at once, instead of taking the lock one by one to read it.
+            cached = await self._redis.get(key)
             if cached:
                 return cached.decode() if isinstance(cached, bytes) else str(cached)
-            data = await self._call(
-                "POST",
-                "cgi-bin/stable_token",
-                {},
-                {"grant_type": "client_credential", "appid": self.appid, "secret": self._secret},
-            )
-            token = str(data["access_token"])
-            ttl = max(60, int(data.get("expires_in", 7200)) - TOKEN_EXPIRY_MARGIN)
-            await self._redis.set(key, token, ex=ttl)
-            return token
-        finally:
-            await lock.release()
+            lock = self._redis.lock(self._keys.wechat_token_lock(self.appid), timeout=TOKEN_LOCK_SECONDS)
+            if await lock.acquire(blocking=False):
+                try:
+                    return await self._refresh_access_token(key)
+                finally:
+                    await lock.release()
+            if time.monotonic() >= deadline:
+                raise ServiceUnavailable("微信接口凭证获取超时", code="wechat_unavailable")
+            await asyncio.sleep(TOKEN_POLL_SECONDS)
+
+    async def _refresh_access_token(self, key: str) -> str:
+        cached = await self._redis.get(key)  # another process may have refreshed since we looked
+        if cached:
+            return cached.decode() if isinstance(cached, bytes) else str(cached)
+        data = await self._call(
+            "POST",
+            "cgi-bin/stable_token",
+            {},
+            {"grant_type": "client_credential", "appid": self.appid, "secret": self._secret},
+        )
+        token = str(data["access_token"])
+        ttl = max(60, int(data.get("expires_in", 7200)) - TOKEN_EXPIRY_MARGIN)
+        await self._redis.set(key, token, ex=ttl)
+        return token
 
     async def forget_access_token(self) -> None:
         """Drop a token WeChat rejected (40001) so the next call refreshes it."""

@@ -30,7 +30,7 @@ class Response:
 class Api:
     def __init__(self, base: str) -> None:
         self.base = base
-        self.http = AsyncHTTPClient(max_clients=1000)
+        self.http = AsyncHTTPClient(force_instance=True, max_clients=1000)
 
     async def request(
         self,

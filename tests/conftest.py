@@ -31,8 +31,6 @@ from server.deps import Deps
 from server.embedded import EmbeddedServers
 from server.migrate import upgrade
 from server.redis import Keys, make_redis
-from server.security import FieldCipher, TokenSigner
-from server.wechat import WechatGateway
 from server.wechat_sandbox import SandboxState, start_sandbox
 from tests.client import Api
 
@@ -129,25 +127,12 @@ def settings(infra_urls: tuple[str, str], wechat: tuple[SandboxState, str]) -> S
 
 @pytest.fixture
 async def deps(settings: Settings, engine: AsyncEngine, redis: Redis) -> AsyncIterator[Deps]:
-    keys = Keys(settings.redis_prefix)
     yield Deps(
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
         redis=redis,
-        keys=keys,
-        wechat=WechatGateway(
-            appid=settings.wechat_appid or "",
-            secret=settings.wechat_secret.get_secret_value() if settings.wechat_secret else "",
-            api_base=settings.wechat_api_base,
-            timeout=settings.wechat_timeout,
-            redis=redis,
-            keys=keys,
-        ),
-        signer=TokenSigner(
-            settings.jwt_secret.get_secret_value(), settings.jwt_issuer, settings.access_token_ttl
-        ),
-        cipher=FieldCipher(settings.field_encryption_key.get_secret_value()),
+        keys=Keys(settings.redis_prefix),
     )
     async for key in redis.scan_iter(match=f"{settings.redis_prefix}*", count=500):
         await redis.delete(key)
@@ -161,5 +146,6 @@ async def api(deps: Deps) -> AsyncIterator[Api]:
     port = sockets[0].getsockname()[1]
     client = Api(f"http://127.0.0.1:{port}")
     yield client
+    client.http.close()
     server.stop()
     await server.close_all_connections()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -106,11 +107,15 @@ async def password_login(
         await session.execute(select(User).where(User.username == username).with_for_update())
     ).scalar_one_or_none()
     if user is None or user.password_hash is None:
-        verify_password(DUMMY_PASSWORD_HASH, password)  # same work either way: timing reveals no usernames
+        # Same work either way: timing reveals no usernames. Argon2 takes a good fraction of a second
+        # of CPU, so it runs off the event loop, which would otherwise stall every other request.
+        await asyncio.to_thread(verify_password, DUMMY_PASSWORD_HASH, password)
         raise InvalidCredentials()
     if user.locked_until is not None and user.locked_until > now:
         raise AccountLocked(int((user.locked_until - now).total_seconds()) + 1)
-    if user.disabled_at is not None or not verify_password(user.password_hash, password):
+    if user.disabled_at is not None or not await asyncio.to_thread(
+        verify_password, user.password_hash, password
+    ):
         user.failed_logins += 1
         if lockout_after_failure(user.failed_logins, max_failures):
             user.locked_until = now + timedelta(seconds=lockout_seconds)
@@ -126,7 +131,8 @@ async def password_login(
 async def create_password_user(
     session: AsyncSession, username: str, password: str, display_name: str
 ) -> User:
-    user = User(username=username, password_hash=hash_password(password), display_name=display_name)
+    password_hash = await asyncio.to_thread(hash_password, password)  # off the event loop, as above
+    user = User(username=username, password_hash=password_hash, display_name=display_name)
     session.add(user)
     await session.flush()
     return user
@@ -182,6 +188,9 @@ async def rotate_refresh_token(
             target_id=row.family_id,
         )
         raise RefreshTokenReused(str(row.family_id))
+    user = await session.get(User, row.user_id)
+    if user is None or user.disabled_at is not None:
+        raise InvalidRefreshToken()
     row.used_at = now
     return await _issue(session, row.user_id, row.family_id, signer, refresh_ttl=refresh_ttl, now=now)
 

@@ -1,0 +1,103 @@
+"""The course catalogue: list, read, add, assign custom courses."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import ClassVar
+
+from handlers.base import ApiHandler, Operation, idempotent
+from models.catalog import service as catalog
+from models.catalog.schemas import AssignmentIn, AssignmentOut, CourseIn, CourseOut, CourseQuery
+from models.pagination import Page
+
+CoursePage = Page[CourseOut]
+CACHE_SECONDS = 600
+
+
+class _CatalogueHandler(ApiHandler):
+    async def send_cached(self, what: str, produce: Callable[[], Awaitable[bytes]]) -> None:
+        """Serve from the Redis cache of this caller's view of the catalogue. Entries live under the
+        catalogue's version, which every change bumps, so a change is visible at once everywhere."""
+        redis, keys = self.deps.redis, self.deps.keys
+        version = int(await redis.get(keys.catalogue_version()) or 0)
+        scope = catalog.visibility_signature(self.me)
+        digest = hashlib.blake2b(f"{scope}\n{what}".encode(), digest_size=16).hexdigest()
+        key = keys.catalogue_cache(version, digest)
+        cached = await redis.get(key)
+        body = cached if isinstance(cached, bytes) else None
+        if body is None:
+            body = await produce()
+            await redis.set(key, body, ex=CACHE_SECONDS)
+        self.send_with_etag(body)
+
+
+class CoursesHandler(_CatalogueHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "课程列表（按层级、学段、主题筛选，可搜索标题和简介）；定制课只对被指定的家庭可见",
+            query=CourseQuery,
+            response=CoursePage,
+            errors=(401, 422),
+        ),
+        "post": Operation(
+            "区县或学校新增课程（区县管理员填 district_id，学校管理员填 school_id）",
+            body=CourseIn,
+            response=CourseOut,
+            status=201,
+            roles=("school_admin", "district_admin"),
+            errors=(401, 403, 404, 422),
+            idempotent=True,
+        ),
+    }
+
+    async def get(self) -> None:
+        query = self.query(CourseQuery)
+
+        async def produce() -> bytes:
+            async with self.transaction() as session:
+                rows, cursor = await catalog.list_courses(session, self.me, query)
+            page = CoursePage(items=[catalog.course_out(c) for c in rows], next_cursor=cursor)
+            return page.model_dump_json().encode()
+
+        await self.send_cached(f"list:{query.model_dump_json()}", produce)
+
+    @idempotent
+    async def post(self) -> None:
+        data = self.body(CourseIn)
+        async with self.transaction() as session:
+            course = await catalog.create_course(session, self.me, data)
+        self.send(catalog.course_out(course), status=201)
+
+
+class CourseHandler(_CatalogueHandler):
+    openapi: ClassVar = {"get": Operation("课程详情", response=CourseOut, errors=(401, 404))}
+
+    async def get(self, course_id: str) -> None:
+        ident = self.path_uuid(course_id)
+
+        async def produce() -> bytes:
+            async with self.transaction() as session:
+                course = await catalog.get_course(session, self.me, ident)
+            return catalog.course_out(course).model_dump_json().encode()
+
+        await self.send_cached(f"course:{ident}", produce)
+
+
+class CourseAssignmentsHandler(ApiHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "把定制课指定给家庭（按学生）",
+            body=AssignmentIn,
+            response=AssignmentOut,
+            status=201,
+            roles=("school_admin", "district_admin"),
+            errors=(401, 403, 404, 422),
+        )
+    }
+
+    async def post(self, course_id: str) -> None:
+        data = self.body(AssignmentIn)
+        async with self.transaction() as session:
+            out = await catalog.assign_course(session, self.me, self.path_uuid(course_id), data)
+        self.send(out, status=201)

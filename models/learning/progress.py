@@ -1,0 +1,259 @@
+"""Online micro-lessons: heartbeats absorbed in Redis, flushed to PostgreSQL in batches.
+
+Each heartbeat is judged against the previous one (rules.judge_beat) and marks the 5-second buckets of
+the video it proves were watched; the state lives in one Redis hash per parent and lesson, updated
+optimistically (WATCH/MULTI) so concurrent beats from two devices cannot both take the same time.
+A flusher in every process moves dirty states to PostgreSQL about once a second, many per transaction.
+A completion is different: it is written to PostgreSQL, with its hours credit, inside the heartbeat
+request, so a crash can cost at most one flush interval of watch time and never a completion.
+
+Redis holds every unfinished state once the `hydrated` marker is set (set after loading PostgreSQL's
+unfinished rows into an empty Redis); until then a missing state is looked up in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from models.learning.rules import BUCKET_SECONDS, buckets_needed, judge_beat, school_year_of
+from models.learning.service import credit_hours
+from models.learning.tables import LessonProgress
+from server.errors import Conflict
+from server.redis import Keys
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 1.0
+FLUSH_BATCH = 2000
+State = dict[bytes, bytes]
+COMPLETED_STATE_TTL = 30 * 24 * 3600
+MAX_WATCH_RETRIES = 8
+
+
+@dataclass(frozen=True)
+class Lesson:
+    course_id: uuid.UUID
+    video_seconds: int
+    class_hours: Decimal
+
+
+@dataclass(frozen=True)
+class Progress:
+    position: float
+    verified_seconds: int
+    required_seconds: int
+    completed: bool
+
+
+def _set_buckets(covered: bytearray, first: int, last: int) -> None:
+    for bucket in range(first, last + 1):
+        covered[bucket // 8] |= 1 << (bucket % 8)
+
+
+def _count(covered: bytes | bytearray) -> int:
+    return sum(bin(byte).count("1") for byte in covered)
+
+
+class ProgressTracker:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._sessions = sessions
+        self._clock = clock
+
+    # ---- heartbeats -----------------------------------------------------------------------------------
+    async def beat(self, parent_id: uuid.UUID, lesson: Lesson, position: float) -> Progress:
+        key = self._keys.lesson_state(str(parent_id), str(lesson.course_id))
+        needed = buckets_needed(lesson.video_seconds)
+        size = (-(-lesson.video_seconds // BUCKET_SECONDS) + 7) // 8
+        for _ in range(MAX_WATCH_RETRIES):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    state = cast(State, await pipe.hgetall(key))
+                    if not state and not await pipe.exists(self._keys.progress_hydrated()):
+                        state = await self._state_from_database(parent_id, lesson.course_id)
+                    now = self._clock()
+                    covered = bytearray(state.get(b"covered", b"").ljust(size, b"\0")[:size])
+                    judged = judge_beat(
+                        previous_position=float(state[b"pos"]) if b"pos" in state else None,
+                        previous_at=float(state[b"at"]) if b"at" in state else None,
+                        position=position,
+                        at=now,
+                        video_seconds=lesson.video_seconds,
+                    )
+                    if not judged.empty:
+                        _set_buckets(covered, judged.first_bucket, judged.last_bucket)
+                    buckets = _count(covered)
+                    was_complete = state.get(b"done") == b"1"
+                    completes = not was_complete and buckets >= needed
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.hset(
+                        key,
+                        mapping={
+                            "pos": f"{min(position, lesson.video_seconds):.1f}",
+                            "at": f"{now:.3f}",
+                            "covered": bytes(covered),
+                            "done": b"1" if was_complete or completes else b"0",
+                        },
+                    )
+                    pipe.sadd(self._keys.progress_dirty(), f"{parent_id}:{lesson.course_id}")
+                    await pipe.execute()
+                except WatchError:
+                    continue
+            verified = min(lesson.video_seconds, buckets * BUCKET_SECONDS)
+            if completes:
+                await self._complete(parent_id, lesson, key)
+            return Progress(
+                position=min(position, lesson.video_seconds),
+                verified_seconds=verified,
+                required_seconds=min(lesson.video_seconds, needed * BUCKET_SECONDS),
+                completed=was_complete or completes,
+            )
+        raise Conflict("同一课程的进度正在被频繁更新，请稍后重试", code="progress_busy")
+
+    async def _state_from_database(self, parent_id: uuid.UUID, course_id: uuid.UUID) -> State:
+        async with self._sessions() as session:
+            row = await session.get(LessonProgress, (parent_id, course_id))
+        if row is None:
+            return {}
+        return _row_state(row)
+
+    async def _complete(self, parent_id: uuid.UUID, lesson: Lesson, key: str) -> None:
+        """Write the completion and its credit now, in PostgreSQL; the state may follow later."""
+        state = cast(State, await self._redis.hgetall(key))
+        async with self._sessions() as session, session.begin():
+            await _upsert(session, [(parent_id, lesson.course_id, state)], completed=True)
+            await credit_hours(
+                session,
+                parent_id=parent_id,
+                school_year=school_year_of(datetime.fromtimestamp(self._clock()).astimezone()),
+                tier="online",
+                class_hours=lesson.class_hours,
+                source="online_lesson",
+                source_key=f"online:{parent_id}:{lesson.course_id}",
+                course_id=lesson.course_id,
+            )
+        await self._redis.expire(key, COMPLETED_STATE_TTL)
+
+    # ---- flushing ---------------------------------------------------------------------------------
+    async def flush(self) -> int:
+        """Move dirty states to PostgreSQL in one transaction. Returns how many were written."""
+        members = await self._redis.spop(self._keys.progress_dirty(), FLUSH_BATCH)
+        if not members:
+            return 0
+        pairs: list[tuple[uuid.UUID, uuid.UUID]] = []
+        for member in members:
+            parent, course = (member.decode() if isinstance(member, bytes) else str(member)).split(":")
+            pairs.append((uuid.UUID(parent), uuid.UUID(course)))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for parent_id, course_id in pairs:
+                pipe.hgetall(self._keys.lesson_state(str(parent_id), str(course_id)))
+            states = await pipe.execute()
+        rows: list[tuple[uuid.UUID, uuid.UUID, State]] = [
+            (p, c, s) for (p, c), s in zip(pairs, states, strict=True) if s
+        ]
+        if rows:
+            async with self._sessions() as session, session.begin():
+                await _upsert(session, rows, completed=False)
+        return len(rows)
+
+    async def hydrate(self) -> None:
+        """After Redis lost its data (or on first start), load unfinished progress back from PostgreSQL."""
+        marker = self._keys.progress_hydrated()
+        if await self._redis.exists(marker):
+            return
+        async with self._redis.lock(self._keys.progress_hydrate_lock(), timeout=300, blocking_timeout=300):
+            if await self._redis.exists(marker):
+                return
+            async with self._sessions() as session:
+                result = await session.stream(
+                    select(LessonProgress)
+                    .where(LessonProgress.completed_at.is_(None))
+                    .execution_options(yield_per=1000)
+                )
+                async for partition in result.scalars().partitions():
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for row in partition:
+                            key = self._keys.lesson_state(str(row.parent_user_id), str(row.course_id))
+                            for field, value in _row_state(row).items():
+                                pipe.hsetnx(key, field.decode(), value)
+                        await pipe.execute()
+            await self._redis.set(marker, b"1")
+            log.info("lesson progress hydrated from PostgreSQL")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The per-process flusher: hydrate once, then flush every FLUSH_INTERVAL until stopped."""
+        await self.hydrate()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), FLUSH_INTERVAL)
+            except TimeoutError:
+                pass
+            try:
+                while await self.flush() >= FLUSH_BATCH:
+                    pass
+            except Exception:
+                log.exception("lesson progress flush failed; will retry")
+
+
+def _row_state(row: LessonProgress) -> State:
+    return {
+        b"pos": f"{float(row.position):.1f}".encode(),
+        b"at": f"{float(row.last_beat_at):.3f}".encode(),
+        b"covered": bytes(row.covered),
+        b"done": b"1" if row.completed_at else b"0",
+    }
+
+
+async def _upsert(
+    session: AsyncSession, rows: list[tuple[uuid.UUID, uuid.UUID, State]], *, completed: bool
+) -> None:
+    values: list[dict[str, Any]] = []
+    for parent, course, state in rows:
+        covered = state.get(b"covered", b"")
+        values.append(
+            {
+                "parent_user_id": parent,
+                "course_id": course,
+                "position": Decimal(state.get(b"pos", b"0").decode()),
+                "last_beat_at": Decimal(state.get(b"at", b"0").decode()),
+                "covered": covered,
+                "verified_seconds": _count(covered) * BUCKET_SECONDS,
+                "completed_at": func.now() if completed else None,
+            }
+        )
+    stmt = insert(LessonProgress).values(values)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["parent_user_id", "course_id"],
+            set_={
+                "position": stmt.excluded.position,
+                "last_beat_at": stmt.excluded.last_beat_at,
+                "covered": stmt.excluded.covered,
+                "verified_seconds": stmt.excluded.verified_seconds,
+                "completed_at": func.coalesce(LessonProgress.completed_at, stmt.excluded.completed_at),
+                "updated_at": func.now(),
+            },
+        )
+    )

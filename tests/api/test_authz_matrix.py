@@ -1,0 +1,411 @@
+"""The authorisation matrix: every authenticated route × every role × own / another organisation.
+
+The routes come from `server.app.ROUTES` at import time, so a route added later is covered as soon as it
+has a recipe here (and `test_every_route_has_a_recipe` fails until it does). Expected outcomes follow
+API.md: no token → 401; a role the operation does not list → 403; the right role on another school's or
+district's id → 404 (never 200, never 403); the right role on its own organisation → the documented
+success status. A district admin reaches every school of their district and none of another district.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from handlers.base import ApiHandler, Operation
+from models.accounts.tables import Classroom, District, School, Teacher
+from server.app import API, ROUTES
+from server.deps import Deps
+from tests.builders import (
+    World,
+    make_binding_code,
+    make_classroom,
+    make_student,
+    make_teacher,
+    make_world,
+)
+from tests.client import Api, Response
+
+WRITE_VERBS = ("post", "put", "patch", "delete")
+
+
+# ---- the routes, derived from the route table ------------------------------------------------------
+@dataclass(frozen=True)
+class Route:
+    path: str
+    verb: str
+    handler: type[ApiHandler]
+    op: Operation
+
+    @property
+    def id(self) -> str:
+        return f"{self.verb.upper()} {self.path}"
+
+    @property
+    def scope(self) -> str | None:
+        """What the route's first path id names: a school, a district, or nothing."""
+        if "{school_id}" in self.path:
+            return "school"
+        if "{district_id}" in self.path:
+            return "district"
+        return None
+
+
+def documented_routes() -> list[Route]:
+    return [
+        Route(path, verb, handler, op) for path, handler in ROUTES for verb, op in handler.openapi.items()
+    ]
+
+
+AUTHENTICATED_ROUTES = [r for r in documented_routes() if r.handler.auth_required]
+
+
+# ---- the world every case runs in ------------------------------------------------------------------
+@dataclass
+class Ctx:
+    """make_world plus, in every school, a classroom with a student and a teacher who has not bound yet."""
+
+    deps: Deps
+    world: World
+    classrooms: dict[uuid.UUID, Classroom] = field(default_factory=dict)
+    unbound_teachers: dict[uuid.UUID, Teacher] = field(default_factory=dict)
+
+    @property
+    def schools(self) -> list[School]:
+        return [self.world.school_a, self.world.school_b, self.world.school_c]
+
+    @property
+    def districts(self) -> list[District]:
+        return [self.world.district, self.world.other_district]
+
+    def reach(self, actor: str) -> set[uuid.UUID]:
+        """The schools and districts an actor's grants, bindings or staff record are attached to."""
+        w = self.world
+        district_a = {w.district.id, w.school_a.id, w.school_b.id}
+        return {
+            "parent_a": {w.school_a.id},
+            "teacher_a": {w.school_a.id},
+            "school_admin_a": {w.school_a.id},
+            "parent_b": {w.school_b.id},
+            "teacher_b": {w.school_b.id},
+            "school_admin_b": {w.school_b.id},
+            "district_admin": district_a,
+            "evaluator": district_a,
+            "other_district_admin": {w.other_district.id, w.school_c.id},
+            "stranger": set(),
+        }[actor]
+
+
+ACTOR_ROLE: dict[str, str | None] = {
+    "parent_a": "parent",
+    "parent_b": "parent",
+    "teacher_a": "teacher",
+    "teacher_b": "teacher",
+    "school_admin_a": "school_admin",
+    "school_admin_b": "school_admin",
+    "district_admin": "district_admin",
+    "other_district_admin": "district_admin",
+    "evaluator": "evaluator",
+    "stranger": None,
+}
+ACTORS = list(ACTOR_ROLE)
+
+
+async def make_ctx(deps: Deps) -> Ctx:
+    world = await make_world(deps)
+    ctx = Ctx(deps, world)
+    ctx.classrooms[world.school_a.id] = world.classroom_a
+    ctx.classrooms[world.school_b.id] = world.classroom_b
+    async with deps.sessions() as s, s.begin():
+        classroom_c = await make_classroom(s, world.school_c, "丙一班", 1)
+        await make_student(s, classroom_c, "丙同学", "C001")
+        ctx.classrooms[world.school_c.id] = classroom_c
+        for school in ctx.schools:
+            ctx.unbound_teachers[school.id] = await make_teacher(s, school, name="新老师")
+    return ctx
+
+
+def targets(ctx: Ctx, route: Route) -> list[School | District | None]:
+    if route.scope == "school":
+        return list(ctx.schools)
+    if route.scope == "district":
+        return list(ctx.districts)
+    return [None]
+
+
+def expected_status(ctx: Ctx, route: Route, actor: str, target: School | District | None) -> int:
+    if route.op.roles and ACTOR_ROLE[actor] not in route.op.roles:
+        return 403
+    if target is None or target.id in ctx.reach(actor):
+        return route.op.status
+    return 404
+
+
+# ---- recipes: a valid request of each route on a given school or district ---------------------------
+@dataclass
+class Call:
+    ids: dict[str, Any] = field(default_factory=dict)
+    json: dict[str, Any] | None = None
+    raw: bytes | None = None
+    content_type: str = "application/json"
+
+    @property
+    def body(self) -> bytes | None:
+        if self.json is not None:
+            return json.dumps(self.json, ensure_ascii=False).encode()
+        return self.raw
+
+
+Recipe = Callable[[Ctx, Any], Awaitable[Call]]
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+async def _no_body(ctx: Ctx, target: Any) -> Call:
+    return Call()
+
+
+async def _empty_body(ctx: Ctx, target: Any) -> Call:
+    return Call(json={})
+
+
+async def _wechat_login(ctx: Ctx, target: Any) -> Call:
+    return Call(json={"code": _unique("openid-")})
+
+
+async def _password_login(ctx: Ctx, target: Any) -> Call:
+    return Call(json={"username": "nobody", "password": "a password"})
+
+
+async def _refresh(ctx: Ctx, target: Any) -> Call:
+    return Call(json={"refresh_token": "not-a-real-refresh-token"})
+
+
+async def _bindings(ctx: Ctx, target: Any) -> Call:
+    """A fresh guardian code for a fresh child, so every caller can redeem one successfully."""
+    async with ctx.deps.sessions() as s, s.begin():
+        student = await make_student(s, ctx.world.classroom_a, "新同学")
+        code = await make_binding_code(s, ctx.world.school_a, student=student)
+    return Call(
+        json={
+            "code": code,
+            "relation": "father",
+            "consent_policy_version": ctx.deps.settings.privacy_policy_version,
+        }
+    )
+
+
+async def _new_school(ctx: Ctx, district: District) -> Call:
+    return Call(json={"name": _unique("新学校")})
+
+
+async def _staff_account(ctx: Ctx, district: District) -> Call:
+    school = next((s for s in ctx.schools if s.district_id == district.id), ctx.world.school_a)
+    return Call(
+        json={
+            "username": _unique("admin_"),
+            "password": "a long enough password",
+            "display_name": "新管理员",
+            "role": "school_admin",
+            "school_id": str(school.id),
+        }
+    )
+
+
+async def _new_classroom(ctx: Ctx, school: School) -> Call:
+    return Call(json={"name": _unique("新班"), "grade": 4})
+
+
+async def _new_student(ctx: Ctx, school: School) -> Call:
+    classroom = ctx.classrooms[school.id]
+    return Call(json={"student_no": _unique("N"), "name": "新同学", "classroom_id": str(classroom.id)})
+
+
+async def _new_teacher(ctx: Ctx, school: School) -> Call:
+    return Call(json={"name": "新老师"})
+
+
+async def _teacher_code(ctx: Ctx, school: School) -> Call:
+    return Call(ids={"teacher_id": ctx.unbound_teachers[school.id].id}, json={})
+
+
+async def _guardian_codes(ctx: Ctx, school: School) -> Call:
+    return Call(ids={"classroom_id": ctx.classrooms[school.id].id}, json={})
+
+
+async def _roster_import(ctx: Ctx, school: School) -> Call:
+    csv = f"学号,姓名,班级,年级\n{_unique('R')},导入同学,{_unique('导入班')},3\n"
+    return Call(raw=csv.encode(), content_type="text/csv; charset=utf-8")
+
+
+RECIPES: dict[tuple[str, str], Recipe] = {
+    (f"{API}/auth/wechat-login", "post"): _wechat_login,
+    (f"{API}/auth/password-login", "post"): _password_login,
+    (f"{API}/auth/refresh", "post"): _refresh,
+    (f"{API}/auth/logout", "post"): _empty_body,
+    (f"{API}/me", "get"): _no_body,
+    (f"{API}/bindings", "post"): _bindings,
+    (f"{API}/districts/{{district_id}}/schools", "get"): _no_body,
+    (f"{API}/districts/{{district_id}}/schools", "post"): _new_school,
+    (f"{API}/districts/{{district_id}}/staff-accounts", "post"): _staff_account,
+    (f"{API}/schools/{{school_id}}", "get"): _no_body,
+    (f"{API}/schools/{{school_id}}/classrooms", "get"): _no_body,
+    (f"{API}/schools/{{school_id}}/classrooms", "post"): _new_classroom,
+    (f"{API}/schools/{{school_id}}/classrooms/{{classroom_id}}/guardian-codes", "post"): _guardian_codes,
+    (f"{API}/schools/{{school_id}}/students", "get"): _no_body,
+    (f"{API}/schools/{{school_id}}/students", "post"): _new_student,
+    (f"{API}/schools/{{school_id}}/teachers", "get"): _no_body,
+    (f"{API}/schools/{{school_id}}/teachers", "post"): _new_teacher,
+    (f"{API}/schools/{{school_id}}/teachers/{{teacher_id}}/binding-code", "post"): _teacher_code,
+    (f"{API}/schools/{{school_id}}/roster-imports", "post"): _roster_import,
+}
+
+
+async def build_call(ctx: Ctx, route: Route, target: School | District | None) -> tuple[str, Call]:
+    call = await RECIPES[(route.path, route.verb)](ctx, target)
+    ids = dict(call.ids)
+    if route.scope is not None:
+        assert target is not None
+        ids[f"{route.scope}_id"] = target.id
+    return route.path.format(**{k: str(v) for k, v in ids.items()}), call
+
+
+async def send(
+    api: Api, route: Route, path: str, call: Call, token: str | None, headers: dict[str, str] | None = None
+) -> Response:
+    all_headers = dict(headers or {})
+    body = call.body
+    if body is not None:
+        all_headers.setdefault("Content-Type", call.content_type)
+    return await api.request(route.verb.upper(), path, body=body, token=token, headers=all_headers)
+
+
+def _explain(response: Response) -> str:
+    return response.body[:200].decode(errors="replace")
+
+
+# ---- the tests ---------------------------------------------------------------------------------------
+def test_every_authenticated_route_has_a_recipe() -> None:
+    missing = [r.id for r in AUTHENTICATED_ROUTES if (r.path, r.verb) not in RECIPES]
+    assert not missing, f"add a request recipe to RECIPES in {__name__} for: {missing}"
+
+
+def test_the_matrix_covers_the_organisation_routes() -> None:
+    """Guards the derivation itself: an empty or shrunken list would make the matrix pass vacuously."""
+    ids = {r.id for r in AUTHENTICATED_ROUTES}
+    assert f"POST {API}/schools/{{school_id}}/classrooms" in ids
+    assert f"GET {API}/me" in ids
+    assert not any("/auth/wechat-login" in i or "/auth/refresh" in i for i in ids)
+
+
+@pytest.mark.parametrize("route", AUTHENTICATED_ROUTES, ids=lambda r: r.id)
+async def test_authorisation_matrix(api: Api, deps: Deps, route: Route) -> None:
+    ctx = await make_ctx(deps)
+    failures: list[str] = []
+
+    path, call = await build_call(ctx, route, targets(ctx, route)[0])
+    for label, token in (("anonymous", None), ("garbage token", "not.a.jwt")):
+        response = await send(api, route, path, call, token)
+        if response.status != 401:
+            failures.append(f"{label}: expected 401, got {response.status} {_explain(response)}")
+
+    for actor in ACTORS:
+        for target in targets(ctx, route):
+            path, call = await build_call(ctx, route, target)
+            expected = expected_status(ctx, route, actor, target)
+            response = await send(api, route, path, call, ctx.world.token(actor))
+            if response.status != expected:
+                where = getattr(target, "name", "-")
+                failures.append(
+                    f"{actor} on {where}: expected {expected}, got {response.status} {_explain(response)}"
+                )
+            elif expected >= 400 and not response.headers.get("Content-Type", "").startswith(
+                "application/problem+json"
+            ):
+                failures.append(f"{actor} on {getattr(target, 'name', '-')}: {expected} is not problem+json")
+
+    if route.scope is not None:
+        failures += await _ids_naming_nothing(api, ctx, route)
+
+    assert not failures, f"{route.id}:\n  " + "\n  ".join(failures)
+
+
+async def _ids_naming_nothing(api: Api, ctx: Ctx, route: Route) -> list[str]:
+    """Ids that name nothing the caller may reach look exactly like another organisation's: 404.
+
+    Every id in the path in turn becomes a random UUID or a non-UUID; a nested id (a classroom, a
+    teacher) also becomes the same kind of record of a school outside the caller's reach.
+    """
+    actor, target = next(
+        (a, t)
+        for a in ACTORS
+        for t in targets(ctx, route)
+        if expected_status(ctx, route, a, t) == route.op.status
+    )
+    outsider = next(t for t in targets(ctx, route) if expected_status(ctx, route, actor, t) == 404)
+    _, call = await build_call(ctx, route, target)
+    own = {k: str(v) for k, v in call.ids.items()} | {f"{route.scope}_id": str(getattr(target, "id", ""))}
+    variants: list[dict[str, str]] = []
+    for name in own:
+        variants += [own | {name: str(uuid.uuid4())}, own | {name: "not-a-uuid"}]
+    _, foreign = await build_call(ctx, route, outsider)
+    for name, value in foreign.ids.items():
+        variants.append(own | {name: str(value)})
+
+    failures = []
+    for ids in variants:
+        _, call = await build_call(ctx, route, target)
+        response = await send(api, route, route.path.format(**ids), call, ctx.world.token(actor))
+        if response.status != 404:
+            changed = {k: v for k, v in ids.items() if own[k] != v}
+            failures.append(
+                f"{actor} with {changed}: expected 404, got {response.status} {_explain(response)}"
+            )
+    return failures
+
+
+async def test_teacher_sees_only_students_of_classrooms_they_head(api: Api, deps: Deps) -> None:
+    ctx = await make_ctx(deps)
+    w = ctx.world
+    async with deps.sessions() as s, s.begin():
+        other_class = await make_classroom(s, w.school_a, "三年级2班", 3)
+        await make_student(s, other_class, "别班同学", "A002")
+    school_students = f"{API}/schools/{w.school_a.id}/students"
+
+    as_teacher = await api.get(school_students, token=w.token("teacher_a"))
+    assert as_teacher.status == 200
+    assert [s["student_no"] for s in as_teacher.json()["items"]] == ["A001"]
+
+    filtered = await api.get(f"{school_students}?classroom_id={other_class.id}", token=w.token("teacher_a"))
+    assert filtered.status == 200 and filtered.json()["items"] == []
+
+    as_admin = await api.get(school_students, token=w.token("school_admin_a"))
+    assert [s["student_no"] for s in as_admin.json()["items"]] == ["A001", "A002"]
+
+    # A teacher who heads no classroom sees no student at all.
+    unbound = ctx.unbound_teachers[w.school_a.id]
+    async with deps.sessions() as s, s.begin():
+        teacher_row = await s.get(Teacher, unbound.id)
+        assert teacher_row is not None
+        teacher_row.user_id = w.actors["stranger"].user_id
+    as_new_teacher = await api.get(school_students, token=w.token("stranger"))
+    assert as_new_teacher.status == 200 and as_new_teacher.json()["items"] == []
+
+
+async def test_district_admin_reaches_every_school_of_their_district_only(api: Api, deps: Deps) -> None:
+    ctx = await make_ctx(deps)
+    w = ctx.world
+    token = w.token("district_admin")
+    listed = await api.get(f"{API}/districts/{w.district.id}/schools", token=token)
+    assert listed.status == 200
+    assert {s["id"] for s in listed.json()["items"]} == {str(w.school_a.id), str(w.school_b.id)}
+    for school, status in ((w.school_a, 200), (w.school_b, 200), (w.school_c, 404)):
+        response = await api.get(f"{API}/schools/{school.id}/classrooms", token=token)
+        assert response.status == status, school.name
