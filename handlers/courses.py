@@ -1,4 +1,4 @@
-"""The course catalogue: list, read, add, assign custom courses."""
+"""The course catalogue: list, read, add (districts and schools), assign custom courses to families."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from handlers.base import ApiHandler, Operation, idempotent
+from handlers.organisation import DISTRICT_ADMINS, SCHOOL_ADMINS
+from models.accounts.tables import District
 from models.catalog import service as catalog
 from models.catalog.schemas import AssignmentIn, AssignmentOut, CourseIn, CourseOut, CourseQuery
 from models.pagination import Page
@@ -40,15 +42,6 @@ class CoursesHandler(_CatalogueHandler):
             response=CoursePage,
             errors=(401, 422),
         ),
-        "post": Operation(
-            "区县或学校新增课程（区县管理员填 district_id，学校管理员填 school_id）",
-            body=CourseIn,
-            response=CourseOut,
-            status=201,
-            roles=("school_admin", "district_admin"),
-            errors=(401, 403, 404, 422),
-            idempotent=True,
-        ),
     }
 
     async def get(self) -> None:
@@ -61,13 +54,6 @@ class CoursesHandler(_CatalogueHandler):
             return page.model_dump_json().encode()
 
         await self.send_cached(f"list:{query.model_dump_json()}", produce)
-
-    @idempotent
-    async def post(self) -> None:
-        data = self.body(CourseIn)
-        async with self.transaction() as session:
-            course = await catalog.create_course(session, self.me, data)
-        self.send(catalog.course_out(course), status=201)
 
 
 class CourseHandler(_CatalogueHandler):
@@ -84,10 +70,54 @@ class CourseHandler(_CatalogueHandler):
         await self.send_cached(f"course:{ident}", produce)
 
 
+class DistrictCoursesHandler(ApiHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "区县新增课程（本区所有学校可见；定制课只对被指定的家庭可见）",
+            body=CourseIn,
+            response=CourseOut,
+            status=201,
+            roles=("district_admin",),
+            errors=(401, 403, 404, 422),
+            idempotent=True,
+        )
+    }
+
+    @idempotent
+    async def post(self, district_id: str) -> None:
+        data = self.body(CourseIn)
+        async with self.district_scope(district_id, DISTRICT_ADMINS) as (session, district):
+            course = await catalog.create_course(session, self.me, data, district, None)
+        self.send(catalog.course_out(course), status=201)
+
+
+class SchoolCoursesHandler(ApiHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "学校新增校本课程（本校可见；定制课只对被指定的家庭可见）",
+            body=CourseIn,
+            response=CourseOut,
+            status=201,
+            roles=("school_admin", "district_admin"),
+            errors=(401, 403, 404, 422),
+            idempotent=True,
+        )
+    }
+
+    @idempotent
+    async def post(self, school_id: str) -> None:
+        data = self.body(CourseIn)
+        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+            district = await session.get(District, school.district_id)
+            assert district is not None
+            course = await catalog.create_course(session, self.me, data, district, school)
+        self.send(catalog.course_out(course), status=201)
+
+
 class CourseAssignmentsHandler(ApiHandler):
     openapi: ClassVar = {
         "post": Operation(
-            "把定制课指定给家庭（按学生）",
+            "把定制课指定给本校的家庭（按学生；孩子的所有监护人都能看到）",
             body=AssignmentIn,
             response=AssignmentOut,
             status=201,
@@ -96,8 +126,8 @@ class CourseAssignmentsHandler(ApiHandler):
         )
     }
 
-    async def post(self, course_id: str) -> None:
+    async def post(self, school_id: str) -> None:
         data = self.body(AssignmentIn)
-        async with self.transaction() as session:
-            out = await catalog.assign_course(session, self.me, self.path_uuid(course_id), data)
+        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+            out = await catalog.assign_course(session, self.me, school, data)
         self.send(out, status=201)

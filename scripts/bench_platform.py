@@ -355,12 +355,16 @@ def stop_server(proc: subprocess.Popen[bytes], what: str) -> None:
     """SIGINT the forked workers (they drain and exit 0), so the parent leaves fork_processes normally
     and runs its clean-up (embedded Redis and PostgreSQL, WeChat sandbox). Escalate if that stalls."""
     session = proc.pid
+    workers = 0
     with contextlib.suppress(psutil.Error):
         parent = psutil.Process(proc.pid)
         for child in parent.children():
             if child.cmdline() == parent.cmdline():
                 child.send_signal(signal.SIGINT)
-    for sig, wait in ((None, 20.0), (signal.SIGINT, 20.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+                workers += 1
+    # Not forked yet (still starting): SIGINT the parent at once, its ExitStack stops what it started.
+    steps = [(signal.SIGINT, 20.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)]
+    for sig, wait in [(None, 20.0), *steps] if workers else steps:
         if sig == signal.SIGKILL:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(session, sig)
@@ -392,9 +396,11 @@ def stop_server(proc: subprocess.Popen[bytes], what: str) -> None:
 class Sample:
     at: float
     rss: dict[str, int]
+    uss: dict[str, int]  # private memory, Tornado processes only (reading smaps is slower)
     cpu: dict[str, float]
     conns: dict[str, int]
-    busy: float  # CPU seconds the whole machine spent outside idle, all cores
+    busy: float  # CPU seconds all cores spent running processes (user, nice, system, irq)
+    steal: float  # CPU seconds the hypervisor gave to other guests
 
 
 def label_processes(
@@ -429,6 +435,7 @@ def label_processes(
 
 def sample(groups: dict[str, list[psutil.Process]], port: int, count_connections: bool) -> Sample:
     rss: dict[str, int] = {}
+    uss: dict[str, int] = {}
     cpu: dict[str, float] = {}
     conns: dict[str, int] = {}
     for key, procs in groups.items():
@@ -440,6 +447,8 @@ def sample(groups: dict[str, list[psutil.Process]], port: int, count_connections
                     total_rss += p.memory_info().rss
                     times = p.cpu_times()
                     total_cpu += times.user + times.system
+                if key.startswith("tornado"):
+                    uss[key] = p.memory_full_info().uss
                 if count_connections and key.startswith("tornado worker"):
                     conns[key] = sum(
                         1
@@ -449,9 +458,9 @@ def sample(groups: dict[str, list[psutil.Process]], port: int, count_connections
         rss[key] = total_rss
         cpu[key] = total_cpu
     times = psutil.cpu_times()
-    busy = sum(times) - times.idle - getattr(times, "iowait", 0.0) - getattr(times, "guest", 0.0)
-    busy -= getattr(times, "guest_nice", 0.0)
-    return Sample(time.monotonic(), rss, cpu, conns, busy)
+    # softirq (mostly our own loopback traffic) is charged to no process, so it stays out of "busy"
+    busy = times.user + times.nice + times.system + getattr(times, "irq", 0.0)
+    return Sample(time.monotonic(), rss, uss, cpu, conns, busy, getattr(times, "steal", 0.0))
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -547,23 +556,26 @@ def aggregate(name: str, segments: list[Segment]) -> dict[str, Any]:
     for seg in segments:
         keys += [k for k in seg.window[0].rss if k not in keys]
     cpu_time: Counter[str] = Counter()
-    busy = span = 0.0
+    busy = steal = span = 0.0
     for seg in segments:
         first, last = seg.window[0], seg.window[-1]
         span += last.at - first.at
         busy += last.busy - first.busy
+        steal += last.steal - first.steal
         for key in keys:
             cpu_time[key] += last.cpu.get(key, 0.0) - first.cpu.get(key, 0.0)
     span = max(span, 1e-9)
     processes = []
     for key in keys:
         conns = [s.conns[key] for seg in segments for s in seg.window if key in s.conns]
+        uss = [s.uss[key] for seg in segments for s in seg.window if key in s.uss]
         processes.append(
             {
                 "process": key,
                 "peak_rss_mib": round(
                     max(s.rss.get(key, 0) for seg in segments for s in seg.window) / MIB, 1
                 ),
+                "peak_uss_mib": round(max(uss) / MIB, 1) if uss else None,
                 "cpu_percent": round(100.0 * cpu_time[key] / span, 1),
                 "connections": conns[-1] if conns else None,
             }
@@ -596,6 +608,7 @@ def aggregate(name: str, segments: list[Segment]) -> dict[str, Any]:
         "protocol_errors": protocol_errors,
         "processes": processes,
         "other_processes_cpu_percent": round(100.0 * (busy - sum(cpu_time.values())) / span, 1),
+        "steal_cpu_percent": round(100.0 * steal / span, 1),
     }
 
 
@@ -626,23 +639,31 @@ def report(results: dict[str, Any]) -> None:
             rounds = " / ".join(f"{x:.0f}" for x in r["requests_per_second_by_round"])
             print(f"  req/s by round, {label}: {rounds}")
     print()
-    header = f"{'target':<10}{'process':<34}{'peak RSS MiB':>13}{'CPU %':>8}{'conns':>7}"
+    header = f"{'target':<10}{'process':<34}{'peak RSS MiB':>13}{'USS MiB':>9}{'CPU %':>8}{'conns':>7}"
     print(header)
     print("-" * len(header))
     for label, r in (("bare", bare), ("/me", me)):
         for p in r["processes"]:
             conns = "" if p["connections"] is None else str(p["connections"])
+            uss = "" if p["peak_uss_mib"] is None else f"{p['peak_uss_mib']:.1f}"
             print(
-                f"{label:<10}{p['process']:<34}{p['peak_rss_mib']:>13.1f}{p['cpu_percent']:>8.1f}{conns:>7}"
+                f"{label:<10}{p['process']:<34}{p['peak_rss_mib']:>13.1f}{uss:>9}"
+                f"{p['cpu_percent']:>8.1f}{conns:>7}"
             )
             label = ""
-        other = "everything else on the machine"
-        print(f"{'':<10}{other:<34}{'':>13}{r['other_processes_cpu_percent']:>8.1f}")
-    print("(CPU % is of one core over the measurement window; RSS of forked workers includes pages shared")
-    print(" with the master; conns = established client connections each worker accepted)")
-    busy_elsewhere = max(bare["other_processes_cpu_percent"], me["other_processes_cpu_percent"])
+        blank = f"{'':<10}"
+        print(f"{blank}{'other processes on the machine':<56}{r['other_processes_cpu_percent']:>8.1f}")
+        print(f"{blank}{'hypervisor steal':<56}{r['steal_cpu_percent']:>8.1f}")
+    print("(peak over the measurement window; RSS of forked workers counts pages shared with the master,")
+    print(
+        " USS only the process's private pages; CPU % is of one core; conns = client connections per worker)"
+    )
+    busy_elsewhere = max(r["other_processes_cpu_percent"] + r["steal_cpu_percent"] for r in (bare, me))
     if busy_elsewhere > 10:
-        print(f"WARNING: other processes used up to {busy_elsewhere:.0f} % of a core: figures are disturbed")
+        print(
+            f"WARNING: other processes (and hypervisor steal) took up to {busy_elsewhere:.0f} % of a core: "
+            "figures are disturbed; compare server CPU µs/req"
+        )
     print()
     goal = results["goal"]
     print(
@@ -735,6 +756,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -764,6 +789,10 @@ def main() -> None:
     if args.load_gen:
         run_load_gen(args)
         return
+    # Ctrl-C and `kill` both unwind through the clean-up that stops the servers (SIGINT is set explicitly:
+    # a shell without job control starts background commands with it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         results = run_benchmark(args)
     except KeyboardInterrupt:

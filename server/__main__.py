@@ -17,6 +17,9 @@ import tornado.netutil
 import tornado.process
 from pydantic import SecretStr
 
+from course_catalog.loader import load_catalogue
+from models.catalog.service import sync_catalogue
+from models.demo import load_demo
 from server.app import make_app
 from server.config import Settings
 from server.deps import Deps
@@ -76,21 +79,24 @@ def prepare(settings: Settings, stack: ExitStack) -> Settings:
     settings = settings.model_copy(update=updates)
     assert settings.database_url
     upgrade(settings.database_url)
-    if settings.demo_data_allowed:
-        asyncio.run(_load_demo(settings))
+    asyncio.run(_load_data(settings))
     return settings
 
 
-async def _load_demo(settings: Settings) -> None:
-    from models.demo import load_demo
-
+async def _load_data(settings: Settings) -> None:
+    """The shipped course catalogue, always; the demo data outside production."""
     deps = Deps.build(settings, pool_size=1)
     try:
         async with deps.sessions() as session, session.begin():
-            await load_demo(session, deps.clock(), settings.privacy_policy_version)
+            report = await sync_catalogue(session, load_catalogue())
+        log.info("course catalogue synced: %s", report.model_dump())
+        if settings.demo_data_allowed:
+            async with deps.sessions() as session, session.begin():
+                await load_demo(session, deps.clock(), settings.privacy_policy_version)
+            log.info("demo data loaded (see README for the demo accounts)")
+        await deps.redis.incr(deps.keys.catalogue_version())
     finally:
         await deps.close()
-    log.info("demo data loaded (see README for the demo accounts)")
 
 
 def serve(settings: Settings) -> None:
@@ -110,12 +116,14 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     server.add_sockets(sockets)
     log.info("serving on port %d (pid %d)", settings.port, os.getpid())
     stop = asyncio.Event()
+    flusher = asyncio.create_task(deps.progress.run(stop))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     server.stop()
     await server.close_all_connections()
+    await flusher  # one last flush of lesson progress before the clients close
     await deps.close()
 
 

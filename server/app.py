@@ -8,7 +8,7 @@ import re
 import orjson
 import tornado.web
 
-from handlers import auth, bindings, organisation, system
+from handlers import auth, bindings, courses, learning, organisation, system
 from handlers.base import ApiHandler, NotFoundHandler
 from server.deps import Deps
 from server.openapi import build_openapi
@@ -36,6 +36,16 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{API}/schools/{{school_id}}/roster-imports", organisation.RosterImportHandler),
     (f"{API}/schools/{{school_id}}/teachers", organisation.TeachersHandler),
     (f"{API}/schools/{{school_id}}/teachers/{{teacher_id}}/binding-code", organisation.TeacherCodeHandler),
+    (f"{API}/courses", courses.CoursesHandler),
+    (f"{API}/courses/{{course_id}}", courses.CourseHandler),
+    (f"{API}/districts/{{district_id}}/courses", courses.DistrictCoursesHandler),
+    (f"{API}/schools/{{school_id}}/courses", courses.SchoolCoursesHandler),
+    (f"{API}/schools/{{school_id}}/course-assignments", courses.CourseAssignmentsHandler),
+    (f"{API}/lessons/{{course_id}}/progress", learning.LessonProgressHandler),
+    (f"{API}/me/learning", learning.MyLearningHandler),
+    (f"{API}/me/certificates", learning.MyCertificatesHandler),
+    (f"{API}/me/certificates/{{certificate_id}}/pdf", learning.MyCertificatePdfHandler),
+    (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", learning.RequirementsHandler),
 ]
 
 UNDOCUMENTED: list[tuple[str, type[ApiHandler]]] = [

@@ -6,6 +6,7 @@ import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +22,7 @@ from models.accounts.tables import (
     Teacher,
     User,
 )
+from models.catalog.tables import Course
 from server.deps import Deps
 from server.security import hash_password
 
@@ -246,3 +248,34 @@ _hash_password_uncached = hash_password
 @functools.cache
 def hash_password(password: str) -> str:  # type: ignore[no-redef]
     return _hash_password_uncached(password)
+
+
+async def make_course(
+    s: AsyncSession,
+    *,
+    tier: str = "general",
+    title: str = "家庭教育讲座",
+    district: District | None = None,
+    school: School | None = None,
+    video_seconds: int = 600,
+    class_hours: str = "2",
+    grade_bands: list[str] | None = None,
+    topic: str = "family_education",
+) -> Course:
+    """A course of the shipped catalogue (no district), of a district, or of one school."""
+    online = tier == "online"
+    course = Course(
+        tier=tier,
+        title=title,
+        summary=f"{title}的简介",
+        topic=topic,
+        grade_bands=grade_bands or ["primary_middle"],
+        class_hours=Decimal(class_hours),
+        video_seconds=video_seconds if online else None,
+        media_url="https://media.parent-school.cn/lessons/test.mp4" if online else None,
+        district_id=district.id if district else (school.district_id if school else None),
+        school_id=school.id if school else None,
+    )
+    s.add(course)
+    await s.flush()
+    return course

@@ -55,7 +55,7 @@ class CourseQuery(BaseModel):
 
 
 class CourseIn(BaseModel):
-    """A course a district or school adds. district-wide when school_id is empty."""
+    """A course a district (for all its schools) or a school adds."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -67,10 +67,6 @@ class CourseIn(BaseModel):
     class_hours: Decimal = Field(gt=0, le=8, decimal_places=1)
     video_seconds: int | None = Field(None, gt=0, le=4 * 3600)
     media_url: HttpUrl | None = None
-    district_id: uuid.UUID | None = Field(
-        None, description="district admins: the district the course belongs to"
-    )
-    school_id: uuid.UUID | None = Field(None, description="school admins: the school the course belongs to")
 
     @model_validator(mode="after")
     def _video_matches_tier(self) -> CourseIn:
@@ -79,13 +75,12 @@ class CourseIn(BaseModel):
             raise ValueError("online lessons need video_seconds and media_url")
         if self.tier != Tier.online and (self.video_seconds is not None or self.media_url is not None):
             raise ValueError("only online lessons carry a video")
-        if self.district_id is None and self.school_id is None:
-            raise ValueError("district_id or school_id is required")
         return self
 
 
 class AssignmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    course_id: uuid.UUID
     student_ids: list[uuid.UUID] = Field(min_length=1, max_length=500)
 
 

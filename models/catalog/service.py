@@ -13,14 +13,14 @@ from course_catalog.loader import LoadedCourse
 from course_catalog.schema import Tier
 from models.accounts.auth import audit
 from models.accounts.principal import Principal
-from models.accounts.rules import STAFF_ROLES, Role
-from models.accounts.tables import School, Student
+from models.accounts.rules import STAFF_ROLES
+from models.accounts.tables import District, School, Student
 from models.base import Change, note_change
 from models.catalog.lessons import LessonInfo
 from models.catalog.schemas import AssignmentIn, AssignmentOut, CourseIn, CourseOut, CourseQuery, SyncReport
 from models.catalog.tables import Course, CourseAssignment
 from models.pagination import PageQuery, keyset_page
-from server.errors import Forbidden, NotFound, ValidationFailed
+from server.errors import NotFound, ValidationFailed
 
 SYNCED_FIELDS = (
     "series",
@@ -169,32 +169,10 @@ async def get_course(session: AsyncSession, principal: Principal, course_id: uui
 
 
 # ---- courses added by districts and schools -------------------------------------------------------
-async def _owner_scope(
-    session: AsyncSession, principal: Principal, district_id: uuid.UUID | None, school_id: uuid.UUID | None
-) -> tuple[uuid.UUID, uuid.UUID | None]:
-    """(district_id, school_id) the caller may add a course to, or 403/404."""
-    if not principal.has_any({Role.school_admin, Role.district_admin}):
-        raise Forbidden()
-    if school_id is not None:
-        school = await session.get(School, school_id)
-        if school is None or not (
-            Role.school_admin in principal.school_roles(school.id)
-            or Role.district_admin in principal.district_roles(school.district_id)
-        ):
-            raise NotFound("学校不存在")
-        if district_id is not None and district_id != school.district_id:
-            raise ValidationFailed(
-                "学校不属于该区县", errors=[{"loc": ["body", "district_id"], "msg": "mismatch"}]
-            )
-        return school.district_id, school.id
-    assert district_id is not None
-    if Role.district_admin not in principal.district_roles(district_id):
-        raise NotFound("区县不存在")
-    return district_id, None
-
-
-async def create_course(session: AsyncSession, principal: Principal, data: CourseIn) -> Course:
-    district_id, school_id = await _owner_scope(session, principal, data.district_id, data.school_id)
+async def create_course(
+    session: AsyncSession, principal: Principal, data: CourseIn, district: District, school: School | None
+) -> Course:
+    """A course owned by a district (all its schools) or by one school; the caller checked the scope."""
     course = Course(
         tier=data.tier.value,
         title=data.title,
@@ -204,8 +182,8 @@ async def create_course(session: AsyncSession, principal: Principal, data: Cours
         class_hours=data.class_hours,
         video_seconds=data.video_seconds,
         media_url=str(data.media_url) if data.media_url else None,
-        district_id=district_id,
-        school_id=school_id,
+        district_id=district.id,
+        school_id=school.id if school else None,
         created_by=principal.id,
     )
     session.add(course)
@@ -215,7 +193,7 @@ async def create_course(session: AsyncSession, principal: Principal, data: Cours
         session,
         "course.created",
         actor=principal.id,
-        school_id=school_id,
+        school_id=course.school_id,
         target_type="course",
         target_id=course.id,
     )
@@ -223,29 +201,25 @@ async def create_course(session: AsyncSession, principal: Principal, data: Cours
 
 
 async def assign_course(
-    session: AsyncSession, principal: Principal, course_id: uuid.UUID, data: AssignmentIn
+    session: AsyncSession, principal: Principal, school: School, data: AssignmentIn
 ) -> AssignmentOut:
-    """Offer a custom course to families; only admins who own the course's scope may."""
-    course = await get_course(session, principal, course_id)
+    """Offer a custom course the school can see to families of the school (named by their children)."""
+    course = await get_course(session, principal, data.course_id)
+    outside = (course.district_id not in (None, school.district_id)) or (
+        course.school_id not in (None, school.id)
+    )
+    if outside:
+        raise NotFound("课程不存在")
     if course.tier != Tier.custom.value:
         raise ValidationFailed("只有定制课需要指定家庭", code="not_custom_course")
-    if course.district_id is None:
-        raise Forbidden("目录课程请先由区县或学校开设为本地定制课")
-    await _owner_scope(
-        session, principal, course.district_id if course.school_id is None else None, course.school_id
+    found = await session.execute(
+        select(Student.id).where(Student.id.in_(data.student_ids), Student.school_id == school.id)
     )
-    stmt = (
-        select(Student.id)
-        .join(School, School.id == Student.school_id)
-        .where(Student.id.in_(data.student_ids), School.district_id == course.district_id)
-    )
-    if course.school_id is not None:
-        stmt = stmt.where(Student.school_id == course.school_id)
-    in_scope = set((await session.execute(stmt)).scalars())
-    missing = [str(s) for s in data.student_ids if s not in in_scope]
+    in_school = set(found.scalars())
+    missing = [str(s) for s in data.student_ids if s not in in_school]
     if missing:
         raise ValidationFailed(
-            "有学生不在课程所属范围内",
+            "有学生不是本校学生",
             errors=[{"loc": ["body", "student_ids"], "msg": f"unknown: {', '.join(missing)}"}],
         )
     result = await session.execute(
@@ -253,7 +227,7 @@ async def assign_course(
         .values(
             [
                 {"id": uuid.uuid4(), "course_id": course.id, "student_id": s, "assigned_by": principal.id}
-                for s in in_scope
+                for s in in_school
             ]
         )
         .on_conflict_do_nothing(index_elements=["course_id", "student_id"])
@@ -265,9 +239,9 @@ async def assign_course(
         session,
         "course.assigned",
         actor=principal.id,
-        school_id=course.school_id,
+        school_id=school.id,
         target_type="course",
         target_id=course.id,
         count=assigned,
     )
-    return AssignmentOut(course_id=course.id, assigned=assigned, already_assigned=len(in_scope) - assigned)
+    return AssignmentOut(course_id=course.id, assigned=assigned, already_assigned=len(in_school) - assigned)

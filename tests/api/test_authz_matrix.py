@@ -1,10 +1,16 @@
 """The authorisation matrix: every authenticated route × every role × own / another organisation.
 
 The routes come from `server.app.ROUTES` at import time, so a route added later is covered as soon as it
-has a recipe here (and `test_every_route_has_a_recipe` fails until it does). Expected outcomes follow
+has a recipe here (and `test_every_authenticated_route_has_a_recipe` fails until it does).
+Expected outcomes follow
 API.md: no token → 401; a role the operation does not list → 403; the right role on another school's or
 district's id → 404 (never 200, never 403); the right role on its own organisation → the documented
 success status. A district admin reaches every school of their district and none of another district.
+
+Adding a route: give RECIPES a function that returns a valid request on a given target (the school or
+district named by the route's `{school_id}` / `{district_id}`, else None) plus any nested ids. A route
+scoped by something else (a course, a child) also needs its own targets and reach in `targets()` and
+`Ctx.reach()`, or the matrix would expect success where the API must answer 404.
 """
 
 from __future__ import annotations
@@ -18,13 +24,15 @@ from typing import Any
 import pytest
 
 from handlers.base import ApiHandler, Operation
-from models.accounts.tables import Classroom, District, School, Teacher
+from models.accounts.tables import Classroom, District, School, Student, Teacher
+from models.learning.tables import Certificate
 from server.app import API, ROUTES
 from server.deps import Deps
 from tests.builders import (
     World,
     make_binding_code,
     make_classroom,
+    make_course,
     make_student,
     make_teacher,
     make_world,
@@ -48,12 +56,23 @@ class Route:
 
     @property
     def scope(self) -> str | None:
-        """What the route's first path id names: a school, a district, or nothing."""
+        """What the route's first path id names: a school, a district, a course, a lesson, a
+        certificate, or nothing."""
         if "{school_id}" in self.path:
             return "school"
         if "{district_id}" in self.path:
             return "district"
+        if "{certificate_id}" in self.path:
+            return "certificate"
+        if "/lessons/{course_id}" in self.path:
+            return "lesson"
+        if "{course_id}" in self.path:
+            return "course"
         return None
+
+    @property
+    def scope_param(self) -> str:
+        return {"lesson": "course_id"}.get(self.scope or "", f"{self.scope}_id")
 
 
 def documented_routes() -> list[Route]:
@@ -73,7 +92,12 @@ class Ctx:
     deps: Deps
     world: World
     classrooms: dict[uuid.UUID, Classroom] = field(default_factory=dict)
+    students: dict[uuid.UUID, Student] = field(default_factory=dict)
     unbound_teachers: dict[uuid.UUID, Teacher] = field(default_factory=dict)
+    # Records scoped by something other than a school or district: who reaches each.
+    scoped: dict[str, list[Any]] = field(default_factory=dict)
+    owned_by_school: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+    owned_by_actor: dict[uuid.UUID, str] = field(default_factory=dict)
 
     @property
     def schools(self) -> list[School]:
@@ -87,7 +111,7 @@ class Ctx:
         """The schools and districts an actor's grants, bindings or staff record are attached to."""
         w = self.world
         district_a = {w.district.id, w.school_a.id, w.school_b.id}
-        return {
+        base = {
             "parent_a": {w.school_a.id},
             "teacher_a": {w.school_a.id},
             "school_admin_a": {w.school_a.id},
@@ -99,6 +123,9 @@ class Ctx:
             "other_district_admin": {w.other_district.id, w.school_c.id},
             "stranger": set(),
         }[actor]
+        school_owned = {record for record, school in self.owned_by_school.items() if school in base}
+        actor_owned = {record for record, owner in self.owned_by_actor.items() if owner == actor}
+        return base | school_owned | actor_owned
 
 
 ACTOR_ROLE: dict[str, str | None] = {
@@ -123,18 +150,40 @@ async def make_ctx(deps: Deps) -> Ctx:
     ctx.classrooms[world.school_b.id] = world.classroom_b
     async with deps.sessions() as s, s.begin():
         classroom_c = await make_classroom(s, world.school_c, "丙一班", 1)
-        await make_student(s, classroom_c, "丙同学", "C001")
         ctx.classrooms[world.school_c.id] = classroom_c
+        ctx.students[world.school_c.id] = await make_student(s, classroom_c, "丙同学", "C001")
+        ctx.students[world.school_a.id] = world.student_a
+        ctx.students[world.school_b.id] = world.student_b
         for school in ctx.schools:
             ctx.unbound_teachers[school.id] = await make_teacher(s, school, name="新老师")
+        for scope, tier in (("course", "general"), ("lesson", "online")):
+            ctx.scoped[scope] = []
+            for school in (world.school_a, world.school_b):
+                course = await make_course(s, tier=tier, title=f"{school.name}的课", school=school)
+                ctx.scoped[scope].append(course)
+                ctx.owned_by_school[course.id] = school.id
+        ctx.scoped["certificate"] = []
+        for actor in ("parent_a", "parent_b"):
+            cert = Certificate(
+                parent_user_id=world.actors[actor].user_id,
+                school_year="2025-2026",
+                district_id=world.district.id,
+                number=_unique("JX"),
+            )
+            s.add(cert)
+            await s.flush()
+            ctx.scoped["certificate"].append(cert)
+            ctx.owned_by_actor[cert.id] = actor
     return ctx
 
 
-def targets(ctx: Ctx, route: Route) -> list[School | District | None]:
+def targets(ctx: Ctx, route: Route) -> list[Any]:
     if route.scope == "school":
         return list(ctx.schools)
     if route.scope == "district":
         return list(ctx.districts)
+    if route.scope is not None:
+        return list(ctx.scoped[route.scope])
     return [None]
 
 
@@ -245,6 +294,39 @@ async def _roster_import(ctx: Ctx, school: School) -> Call:
     return Call(raw=csv.encode(), content_type="text/csv; charset=utf-8")
 
 
+async def _new_course(ctx: Ctx, target: Any) -> Call:
+    return Call(
+        json={
+            "tier": "general",
+            "title": _unique("家长讲座"),
+            "summary": "讲座简介",
+            "topic": "family_education",
+            "grade_bands": ["junior"],
+            "class_hours": 2,
+        }
+    )
+
+
+async def _assignment(ctx: Ctx, school: School) -> Call:
+    async with ctx.deps.sessions() as s, s.begin():
+        course = await make_course(s, tier="custom", title=_unique("定制课"), school=school)
+    return Call(json={"course_id": str(course.id), "student_ids": [str(ctx.students[school.id].id)]})
+
+
+async def _heartbeat(ctx: Ctx, target: Any) -> Call:
+    return Call(json={"position": 0})
+
+
+async def _requirements(ctx: Ctx, target: Any) -> Call:
+    return Call(ids={"school_year": "2025-2026"})
+
+
+async def _set_requirements(ctx: Ctx, target: Any) -> Call:
+    return Call(
+        ids={"school_year": "2025-2026"}, json={"foundation": 8, "general": 2, "custom": 0, "online": 1}
+    )
+
+
 RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/auth/wechat-login", "post"): _wechat_login,
     (f"{API}/auth/password-login", "post"): _password_login,
@@ -265,6 +347,17 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/schools/{{school_id}}/teachers", "post"): _new_teacher,
     (f"{API}/schools/{{school_id}}/teachers/{{teacher_id}}/binding-code", "post"): _teacher_code,
     (f"{API}/schools/{{school_id}}/roster-imports", "post"): _roster_import,
+    (f"{API}/courses", "get"): _no_body,
+    (f"{API}/courses/{{course_id}}", "get"): _no_body,
+    (f"{API}/districts/{{district_id}}/courses", "post"): _new_course,
+    (f"{API}/schools/{{school_id}}/courses", "post"): _new_course,
+    (f"{API}/schools/{{school_id}}/course-assignments", "post"): _assignment,
+    (f"{API}/lessons/{{course_id}}/progress", "post"): _heartbeat,
+    (f"{API}/me/learning", "get"): _no_body,
+    (f"{API}/me/certificates", "get"): _no_body,
+    (f"{API}/me/certificates/{{certificate_id}}/pdf", "get"): _no_body,
+    (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", "get"): _requirements,
+    (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", "put"): _set_requirements,
 }
 
 
@@ -273,7 +366,7 @@ async def build_call(ctx: Ctx, route: Route, target: School | District | None) -
     ids = dict(call.ids)
     if route.scope is not None:
         assert target is not None
-        ids[f"{route.scope}_id"] = target.id
+        ids[route.scope_param] = target.id
     return route.path.format(**{k: str(v) for k, v in ids.items()}), call
 
 
@@ -351,13 +444,14 @@ async def _ids_naming_nothing(api: Api, ctx: Ctx, route: Route) -> list[str]:
     )
     outsider = next(t for t in targets(ctx, route) if expected_status(ctx, route, actor, t) == 404)
     _, call = await build_call(ctx, route, target)
-    own = {k: str(v) for k, v in call.ids.items()} | {f"{route.scope}_id": str(getattr(target, "id", ""))}
+    own = {k: str(v) for k, v in call.ids.items()} | {route.scope_param: str(getattr(target, "id", ""))}
     variants: list[dict[str, str]] = []
     for name in own:
         variants += [own | {name: str(uuid.uuid4())}, own | {name: "not-a-uuid"}]
     _, foreign = await build_call(ctx, route, outsider)
     for name, value in foreign.ids.items():
-        variants.append(own | {name: str(value)})
+        if own.get(name) != str(value):  # a shared value (a school year) names nothing foreign
+            variants.append(own | {name: str(value)})
 
     failures = []
     for ids in variants:

@@ -114,22 +114,37 @@ async def test_every_kind_of_error_is_problem_json_with_a_request_id(api: Api, d
     w = await make_world(deps)
     admin = w.token("school_admin_a")
     classrooms = f"{API}/schools/{w.school_a.id}/classrooms"
-    cases: list[tuple[str, Response, int]] = [
-        ("no token", await api.get(f"{API}/me"), 401),
-        ("bad token", await api.get(f"{API}/me", token="x.y.z"), 401),
-        ("wrong role", await api.get(classrooms, token=w.token("parent_a")), 403),
-        ("other school", await api.get(f"{API}/schools/{w.school_c.id}/classrooms", token=admin), 404),
-        ("unknown path", await api.get(f"{API}/no-such-thing"), 404),
-        ("unknown path outside the API", await api.get("/favicon.ico"), 404),
-        ("wrong method", await api.request("DELETE", f"{API}/me", token=admin), 405),
-        ("wrong method, unauthenticated route", await api.get(f"{API}/auth/wechat-login"), 405),
-        ("duplicate", await api.post(classrooms, {"name": "三年级1班", "grade": 3}, token=admin), 409),
+    json_type = {"Content-Type": "application/json"}
+    cases: list[tuple[str, Response, int, str]] = [
+        ("no token", await api.get(f"{API}/me"), 401, "missing_token"),
+        ("bad token", await api.get(f"{API}/me", token="x.y.z"), 401, "invalid_token"),
+        ("wrong role", await api.get(classrooms, token=w.token("parent_a")), 403, "forbidden"),
+        (
+            "other school",
+            await api.get(f"{API}/schools/{w.school_c.id}/classrooms", token=admin),
+            404,
+            "not_found",
+        ),
+        ("unknown path", await api.get(f"{API}/no-such-thing"), 404, "not_found"),
+        ("unknown path outside the API", await api.get("/favicon.ico"), 404, "not_found"),
+        ("wrong method", await api.request("DELETE", f"{API}/me", token=admin), 405, "method_not_allowed"),
+        (
+            "wrong method, unauthenticated route",
+            await api.get(f"{API}/auth/wechat-login"),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "duplicate",
+            await api.post(classrooms, {"name": "三年级1班", "grade": 3}, token=admin),
+            409,
+            "duplicate",
+        ),
         (
             "malformed",
-            await api.request(
-                "POST", classrooms, body=b"{", headers={"Content-Type": "application/json"}, token=admin
-            ),
+            await api.request("POST", classrooms, body=b"{", headers=json_type, token=admin),
             400,
+            "malformed_json",
         ),
         (
             "too large",
@@ -137,6 +152,7 @@ async def test_every_kind_of_error_is_problem_json_with_a_request_id(api: Api, d
                 "POST", classrooms, body=b"x" * (deps.settings.max_body_bytes + 1), token=admin
             ),
             413,
+            "payload_too_large",
         ),
         (
             "media type",
@@ -144,10 +160,16 @@ async def test_every_kind_of_error_is_problem_json_with_a_request_id(api: Api, d
                 "POST", classrooms, body=b"{}", headers={"Content-Type": "text/plain"}, token=admin
             ),
             415,
+            "unsupported_media_type",
         ),
-        ("validation", await api.post(classrooms, {"name": ""}, token=admin), 422),
+        ("validation", await api.post(classrooms, {"name": ""}, token=admin), 422, "validation_error"),
     ]
-    failures = [f for label, response, status in cases for f in _problem_failures(label, response, status)]
+    failures = [
+        f
+        for label, response, status, code in cases
+        for f in _problem_failures(label, response, status)
+        + ([] if response.code == code else [f"{label}: code {response.code}, expected {code}"])
+    ]
     assert not failures, "\n".join(failures)
 
 
