@@ -8,7 +8,7 @@ import re
 import orjson
 import tornado.web
 
-from handlers import auth, bindings, courses, learning, organisation, system
+from handlers import auth, bindings, courses, learning, organisation, statistics, system
 from handlers.base import ApiHandler, NotFoundHandler
 from server.deps import Deps
 from server.openapi import build_openapi
@@ -46,6 +46,9 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{API}/me/certificates", learning.MyCertificatesHandler),
     (f"{API}/me/certificates/{{certificate_id}}/pdf", learning.MyCertificatePdfHandler),
     (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", learning.RequirementsHandler),
+    (f"{API}/schools/{{school_id}}/learning/summary", statistics.SchoolLearningSummaryHandler),
+    (f"{API}/districts/{{district_id}}/learning/summary", statistics.DistrictLearningSummaryHandler),
+    (f"{API}/districts/{{district_id}}/catalogue/summary", statistics.CatalogueSummaryHandler),
 ]
 
 UNDOCUMENTED: list[tuple[str, type[ApiHandler]]] = [

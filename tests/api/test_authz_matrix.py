@@ -358,6 +358,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/me/certificates/{{certificate_id}}/pdf", "get"): _no_body,
     (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", "get"): _requirements,
     (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", "put"): _set_requirements,
+    (f"{API}/schools/{{school_id}}/learning/summary", "get"): _no_body,
+    (f"{API}/districts/{{district_id}}/learning/summary", "get"): _no_body,
+    (f"{API}/districts/{{district_id}}/catalogue/summary", "get"): _no_body,
 }
 
 
