@@ -84,8 +84,10 @@ class ApiHandler(tornado.web.RequestHandler):
     auth_required: ClassVar[bool] = True
     openapi: ClassVar[dict[str, Operation]] = {}
     principal: Principal | None = None
+    user_id: str | None = None
     request_id: str = ""
     _session_id: str | None = None
+    _principal_json: bytes = b""
 
     def initialize(self, deps: Deps) -> None:
         self.deps = deps
@@ -116,6 +118,13 @@ class ApiHandler(tornado.web.RequestHandler):
             claims = self.deps.signer.verify(token.strip())
         except TokenError as exc:
             raise Unauthenticated("访问令牌无效或已过期", code="invalid_token") from exc
+        self._session_id, self.user_id = claims.session_id, claims.user_id
+        local = self.deps.local
+        known = local.principal(claims.session_id, claims.user_id)
+        if known is not None:
+            self._principal_json = known
+            return
+        generation = local.generation
         keys = self.deps.keys
         async with self.deps.redis.pipeline(transaction=False) as pipe:
             pipe.exists(keys.revoked_session(claims.session_id))
@@ -123,24 +132,23 @@ class ApiHandler(tornado.web.RequestHandler):
             revoked, cached = await pipe.execute()
         if revoked:
             raise Unauthenticated("登录已退出，请重新登录", code="session_revoked")
-        self._session_id = claims.session_id
-        if cached:
-            self.principal = Principal.model_validate_json(cached)
-            self._principal_json = cached
-            return
-        async with self.deps.sessions() as session:
-            principal = await load_principal(session, uuid.UUID(claims.user_id))
-        if principal is None:
-            raise Unauthenticated("账号不存在或已停用", code="invalid_token")
-        self.principal = principal
-        self._principal_json = principal.model_dump_json().encode()
-        await self.deps.redis.set(
-            keys.principal(claims.user_id), self._principal_json, ex=PRINCIPAL_CACHE_SECONDS
-        )
+        if not cached:
+            async with self.deps.sessions() as session:
+                principal = await load_principal(session, uuid.UUID(claims.user_id))
+            if principal is None:
+                raise Unauthenticated("账号不存在或已停用", code="invalid_token")
+            self.principal = principal
+            cached = principal.model_dump_json().encode()
+            await self.deps.redis.set(keys.principal(claims.user_id), cached, ex=PRINCIPAL_CACHE_SECONDS)
+        self._principal_json = cached
+        local.remember(generation, claims.session_id, claims.user_id, cached)
 
     @property
     def me(self) -> Principal:
-        assert self.principal is not None, "handler requires authentication"
+        """The caller, parsed from the cached JSON on first use (GET /me never needs the object)."""
+        if self.principal is None:
+            assert self._principal_json, "handler requires authentication"
+            self.principal = Principal.model_validate_json(self._principal_json)
         return self.principal
 
     @property
@@ -273,14 +281,21 @@ class ApiHandler(tornado.web.RequestHandler):
         if not changes or session.in_transaction():
             return
         keys = self.deps.keys
+        users = changes.get(Change.principal, set())
+        sessions = changes.get(Change.revoked_session, set())
         async with self.deps.redis.pipeline(transaction=False) as pipe:
-            for user_id in changes.get(Change.principal, ()):
+            for user_id in users:
                 pipe.delete(keys.principal(user_id))
-            for sid in changes.get(Change.revoked_session, ()):
+            for sid in sessions:
                 pipe.set(keys.revoked_session(sid), b"1", ex=self.deps.settings.access_token_ttl)
             if Change.catalogue in changes:
                 pipe.incr(keys.catalogue_version())
             await pipe.execute()
+        await self.deps.local.announce(
+            [f"user:{u}" for u in users]
+            + [f"session:{s}" for s in sessions]
+            + (["catalogue"] if Change.catalogue in changes else [])
+        )
 
     @asynccontextmanager
     async def school_scope(
@@ -328,7 +343,7 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
             raise ValidationFailed(
                 "Idempotency-Key 过长", errors=[{"loc": ["header", "Idempotency-Key"], "msg": "max 128"}]
             )
-        owner = str(self.principal.id) if self.principal else self.client_ip
+        owner = self.user_id or self.client_ip
         key = self.deps.keys.idempotency(owner, self.request.method or "", self.request.path, header)
         fingerprint = hashlib.sha256(self.request.body or b"").hexdigest()
         redis = self.deps.redis

@@ -15,23 +15,67 @@ from models.pagination import Page
 
 CoursePage = Page[CourseOut]
 CACHE_SECONDS = 600
+# Per process; each map is cleared wholesale when full (cheap, and rare: one family's pages are small).
+LOCAL_SIGNATURES = 4096
+LOCAL_BODY_BYTES = 16 * 1024 * 1024
+
+# In front of the Redis cache, per process: Redis key → (LocalCache generation when read, body). An entry
+# counts only while the generation is unchanged, i.e. no invalidation (of the catalogue, or anything
+# else, or a lost subscription) arrived since; the key carries the catalogue version as in Redis.
+_bodies: dict[str, tuple[int, bytes]] = {}
+_body_bytes = 0
+# Principal JSON → its visibility signature (a pure function of it), so a hit needs no parsing.
+_signatures: dict[bytes, str] = {}
 
 
 class _CatalogueHandler(ApiHandler):
+    def visibility_signature(self) -> str:
+        principal_json = self._principal_json
+        scope = _signatures.get(principal_json)
+        if scope is None:
+            scope = catalog.visibility_signature(self.me)
+            if len(_signatures) >= LOCAL_SIGNATURES:
+                _signatures.clear()
+            _signatures[principal_json] = scope
+        return scope
+
     async def send_cached(self, what: str, produce: Callable[[], Awaitable[bytes]]) -> None:
-        """Serve from the Redis cache of this caller's view of the catalogue. Entries live under the
-        catalogue's version, which every change bumps, so a change is visible at once everywhere."""
-        redis, keys = self.deps.redis, self.deps.keys
-        version = int(await redis.get(keys.catalogue_version()) or 0)
-        scope = catalog.visibility_signature(self.me)
-        digest = hashlib.blake2b(f"{scope}\n{what}".encode(), digest_size=16).hexdigest()
+        """Serve from the cache of this caller's view of the catalogue (in this process, else Redis).
+        Entries live under the catalogue's version, which every change bumps, so a change is visible
+        at once everywhere."""
+        redis, keys, local = self.deps.redis, self.deps.keys, self.deps.local
+        version = local.catalogue_version()
+        if version is None:
+            generation = local.generation
+            version = int(await redis.get(keys.catalogue_version()) or 0)
+            local.remember_catalogue_version(generation, version)
+        digest = hashlib.blake2b(
+            f"{self.visibility_signature()}\n{what}".encode(), digest_size=16
+        ).hexdigest()
         key = keys.catalogue_cache(version, digest)
+        generation = local.generation
+        entry = _bodies.get(key)
+        if entry is not None and entry[0] == generation and local.healthy:
+            self.send_with_etag(entry[1])
+            return
         cached = await redis.get(key)
         body = cached if isinstance(cached, bytes) else None
         if body is None:
             body = await produce()
             await redis.set(key, body, ex=CACHE_SECONDS)
+        if local.healthy:  # an announcement while we read makes the generation differ: never used
+            _remember_body(key, generation, body)
         self.send_with_etag(body)
+
+
+def _remember_body(key: str, generation: int, body: bytes) -> None:
+    global _body_bytes
+    if _body_bytes + len(body) > LOCAL_BODY_BYTES:
+        _bodies.clear()
+        _body_bytes = 0
+    previous = _bodies.get(key)
+    _body_bytes += len(body) - (len(previous[1]) if previous else 0)
+    _bodies[key] = (generation, body)
 
 
 class CoursesHandler(_CatalogueHandler):

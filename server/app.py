@@ -64,14 +64,13 @@ def _pattern(path: str) -> str:
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     status = handler.get_status()
-    principal = getattr(handler, "principal", None)
     fields = (
         handler.request.method,
         handler.request.path,
         status,
         1000.0 * handler.request.request_time(),
         getattr(handler, "request_id", "-"),
-        principal.id if principal else "-",
+        getattr(handler, "user_id", None) or "-",
     )
     if status >= 500:
         access_log.error("%s %s %d %.1fms rid=%s uid=%s", *fields)

@@ -15,6 +15,7 @@ from models.catalog.lessons import LessonDirectory
 from models.learning.progress import ProgressTracker
 from server.config import Settings
 from server.db import make_engine, make_session_factory
+from server.local_cache import LocalCache
 from server.redis import Keys, make_redis
 from server.security import FieldCipher, TokenSigner
 from server.wechat import WechatGateway
@@ -37,6 +38,7 @@ class Deps:
     wechat: WechatGateway = field(init=False)
     signer: TokenSigner = field(init=False)
     cipher: FieldCipher = field(init=False)
+    local: LocalCache = field(init=False)
     lessons: LessonDirectory = field(init=False)
     progress: ProgressTracker = field(init=False)
 
@@ -52,6 +54,7 @@ class Deps:
         )
         self.signer = TokenSigner(s.jwt_secret.get_secret_value(), s.jwt_issuer, s.access_token_ttl)
         self.cipher = FieldCipher(s.field_encryption_key.get_secret_value())
+        self.local = LocalCache(self.redis, self.keys)
         self.lessons = LessonDirectory(self.sessions)
         self.progress = ProgressTracker(
             self.redis, self.keys, self.sessions, clock=lambda: self.clock().timestamp()

@@ -70,6 +70,9 @@ class EmbeddedServers:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            # Its own session: a Ctrl-C in the terminal reaches our workers, which still need Redis for
+            # their last flush; we stop it ourselves afterwards.
+            start_new_session=True,
         )
         deadline = time.monotonic() + REDIS_START_TIMEOUT
         while not sock.exists():

@@ -45,6 +45,9 @@ class Keys:
     def progress_hydrate_lock(self) -> str:
         return f"{self.prefix}lesson-hydrate-lock"
 
+    def invalidations(self) -> str:
+        return f"{self.prefix}invalidations"
+
     def catalogue_version(self) -> str:
         return f"{self.prefix}catalogue-version"
 

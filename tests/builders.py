@@ -279,3 +279,28 @@ async def make_course(
     s.add(course)
     await s.flush()
     return course
+
+
+async def make_parent_of(
+    s: AsyncSession, classroom: Classroom, child: Student | None = None, relation: str = "mother"
+) -> tuple[User, Student]:
+    """A WeChat parent bound to `child`, or to a new student of `classroom`."""
+    student = child or await make_student(s, classroom, "另一位同学")
+    parent = await make_wechat_user(s)
+    await make_guardian(s, parent, student, relation)
+    return parent, student
+
+
+@dataclass
+class FakeClock:
+    """A settable deps.clock: `deps.clock = FakeClock(...)`, then `clock.tick(15)` between requests."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(seconds=seconds)

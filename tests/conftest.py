@@ -13,6 +13,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,13 @@ async def deps(settings: Settings, engine: AsyncEngine, redis: Redis) -> AsyncIt
 
 @pytest.fixture
 async def api(deps: Deps) -> AsyncIterator[Api]:
+    # The per-process cache and its invalidation channel run as in production.
+    listener = asyncio.create_task(deps.local.listen())
+    for _ in range(200):
+        if deps.local.healthy:
+            break
+        await asyncio.sleep(0.01)
+    assert deps.local.healthy, "invalidation channel did not come up"
     sockets = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
     server = HTTPServer(make_app(deps), max_body_size=deps.settings.max_upload_bytes + 64 * 1024)
     server.add_sockets(sockets)
@@ -149,3 +157,6 @@ async def api(deps: Deps) -> AsyncIterator[Api]:
     client.http.close()
     server.stop()
     await server.close_all_connections()
+    listener.cancel()
+    with suppress(asyncio.CancelledError):
+        await listener

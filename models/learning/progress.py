@@ -107,6 +107,7 @@ class ProgressTracker:
                     buckets = _count(covered)
                     was_complete = state.get(b"done") == b"1"
                     completes = not was_complete and buckets >= needed
+                    verified = min(lesson.video_seconds, buckets * BUCKET_SECONDS)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.hset(
                         key,
@@ -114,6 +115,7 @@ class ProgressTracker:
                             "pos": f"{min(position, lesson.video_seconds):.1f}",
                             "at": f"{now:.3f}",
                             "covered": bytes(covered),
+                            "verified": str(verified),
                             "done": b"1" if was_complete or completes else b"0",
                         },
                     )
@@ -121,9 +123,13 @@ class ProgressTracker:
                     await pipe.execute()
                 except WatchError:
                     continue
-            verified = min(lesson.video_seconds, buckets * BUCKET_SECONDS)
             if completes:
-                await self._complete(parent_id, lesson, key)
+                try:
+                    await self._complete(parent_id, lesson, key)
+                except Exception:
+                    # Not in PostgreSQL: let the next heartbeat complete it again rather than lose it.
+                    await self._redis.hset(key, "done", b"0")
+                    raise
             return Progress(
                 position=min(position, lesson.video_seconds),
                 verified_seconds=verified,
@@ -222,6 +228,7 @@ def _row_state(row: LessonProgress) -> State:
         b"pos": f"{float(row.position):.1f}".encode(),
         b"at": f"{float(row.last_beat_at):.3f}".encode(),
         b"covered": bytes(row.covered),
+        b"verified": str(row.verified_seconds).encode(),
         b"done": b"1" if row.completed_at else b"0",
     }
 
@@ -232,6 +239,8 @@ async def _upsert(
     values: list[dict[str, Any]] = []
     for parent, course, state in rows:
         covered = state.get(b"covered", b"")
+        # The last bucket of a lesson may be shorter than BUCKET_SECONDS: prefer the tracker's figure.
+        verified = int(state[b"verified"]) if b"verified" in state else _count(covered) * BUCKET_SECONDS
         values.append(
             {
                 "parent_user_id": parent,
@@ -239,7 +248,7 @@ async def _upsert(
                 "position": Decimal(state.get(b"pos", b"0").decode()),
                 "last_beat_at": Decimal(state.get(b"at", b"0").decode()),
                 "covered": covered,
-                "verified_seconds": _count(covered) * BUCKET_SECONDS,
+                "verified_seconds": verified,
                 "completed_at": func.now() if completed else None,
             }
         )

@@ -96,6 +96,10 @@ def judge_beat(
     end = min(end, start + elapsed + JITTER_SECONDS / 2)
     first = int(start // BUCKET_SECONDS)
     last = int(end // BUCKET_SECONDS) - 1  # only buckets fully passed
+    if end >= video_seconds:
+        # Played to the end: the last bucket, shorter than the others when the length is not a multiple
+        # of BUCKET_SECONDS, is fully passed too (else a 42 s lesson could never reach 90%).
+        last = -(-video_seconds // BUCKET_SECONDS) - 1
     return Beat(first, last)
 
 

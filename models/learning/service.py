@@ -153,9 +153,23 @@ async def earned_by_tier(session: AsyncSession, parent_id: uuid.UUID, school_yea
     return {tier: total for tier, total in rows}
 
 
+async def certificate_for_year(
+    session: AsyncSession, parent_id: uuid.UUID, school_year: str
+) -> Certificate | None:
+    return (
+        await session.execute(
+            select(Certificate).where(
+                Certificate.parent_user_id == parent_id, Certificate.school_year == school_year
+            )
+        )
+    ).scalar_one_or_none()
+
+
 async def issue_certificate_if_complete(
     session: AsyncSession, parent_id: uuid.UUID, school_year: str
 ) -> None:
+    if await certificate_for_year(session, parent_id, school_year) is not None:
+        return  # issued once; later credits neither re-issue nor use up a number
     district_id = await parent_district(session, parent_id)
     if district_id is None:
         return
@@ -198,13 +212,12 @@ async def learning_summary(session: AsyncSession, parent_id: uuid.UUID, school_y
             .order_by(HourCredit.created_at, HourCredit.id)
         )
     ).all()
-    cert = (
-        await session.execute(
-            select(Certificate).where(
-                Certificate.parent_user_id == parent_id, Certificate.school_year == school_year
-            )
-        )
-    ).scalar_one_or_none()
+    complete = requirement_met(required, earned)
+    cert = await certificate_for_year(session, parent_id, school_year)
+    if complete and cert is None:
+        # Met without a new credit, e.g. the district lowered its requirement: issue it now.
+        await issue_certificate_if_complete(session, parent_id, school_year)
+        cert = await certificate_for_year(session, parent_id, school_year)
     tiers = [
         TierProgress(
             tier=t,
@@ -216,7 +229,7 @@ async def learning_summary(session: AsyncSession, parent_id: uuid.UUID, school_y
     ]
     return LearningOut(
         school_year=school_year,
-        complete=requirement_met(required, earned),
+        complete=complete,
         tiers=tiers,
         credits=[
             CreditOut.model_validate(c).model_copy(update={"course_title": title}) for c, title in credits

@@ -312,7 +312,9 @@ async def test_token_of_a_disabled_user_is_refused_once_the_cache_drops(api: Api
 
     async with deps.sessions() as s, s.begin():
         await s.execute(update(User).where(User.id == user.id).values(disabled_at=deps.clock()))
+    # What dropping the cached principal does in every process: the Redis copy and the local copies.
     await deps.redis.delete(deps.keys.principal(str(user.id)))
+    await deps.local.announce([f"user:{user.id}"])
     _assert_problem(await api.get(ME, token=token), 401, "invalid_token")
 
 
