@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from handlers.base import ApiHandler, Operation
-from handlers.organisation import DISTRICT_ADMINS
+from handlers.base import ApiHandler, Operation, idempotent
+from handlers.organisation import DISTRICT_ADMINS, SCHOOL_ADMINS
 from models.accounts.rules import Role
 from models.catalog import service as catalog
 from models.learning import service as learning
@@ -13,6 +13,8 @@ from models.learning.certificate import render_certificate_pdf
 from models.learning.progress import Lesson
 from models.learning.rules import school_year_of, valid_school_year
 from models.learning.schemas import (
+    AdjustmentIn,
+    AdjustmentOut,
     CertificateOut,
     LearningOut,
     LearningQuery,
@@ -147,3 +149,25 @@ class RequirementsHandler(ApiHandler):
         async with self.district_scope(district_id, DISTRICT_ADMINS) as (session, district):
             out = await learning.set_requirements(session, district, year, data, self.me.id)
         self.send(out)
+
+
+class HourAdjustmentsHandler(ApiHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "学校管理员更正家长学时（须写明原因；记入台账并审计，不能修改或删除已有记录）",
+            body=AdjustmentIn,
+            response=AdjustmentOut,
+            status=201,
+            roles=("school_admin", "district_admin"),
+            errors=(401, 403, 404, 422),
+            idempotent=True,
+        )
+    }
+
+    @idempotent
+    async def post(self, school_id: str) -> None:
+        data = self.body(AdjustmentIn)
+        year = data.school_year or school_year_of(self.deps.clock())
+        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+            out = await learning.adjust_hours(session, school, data, year, self.me.id)
+        self.send(out, status=201)

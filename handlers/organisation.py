@@ -13,6 +13,7 @@ from models.accounts.schemas import (
     ClassroomOut,
     EmptyIn,
     GuardianCodesOut,
+    GuardianList,
     RosterReport,
     SchoolIn,
     SchoolOut,
@@ -313,3 +314,19 @@ class RosterImportHandler(ApiHandler):
             parsed = roster.parse_roster(self.request.body, content_type)
             report = await roster.import_roster(session, school, parsed, self.me.id)
         self.send(report, status=201)
+
+
+class GuardiansHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "学生的已绑定家长（含监护人同意记录）",
+            response=GuardianList,
+            roles=("school_admin", "district_admin"),
+            errors=(401, 403, 404),
+        )
+    }
+
+    async def get(self, school_id: str, student_id: str) -> None:
+        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+            items = await organisation.guardians_of(session, school, self.path_uuid(student_id))
+        self.send(GuardianList(student_id=self.path_uuid(student_id), items=items))

@@ -17,6 +17,7 @@ from models.accounts.schemas import (
     BindingCodeOut,
     BindingIn,
     ClassroomIn,
+    GuardianOut,
     StaffAccountIn,
     StudentIn,
     StudentQuery,
@@ -387,3 +388,26 @@ async def grant_district_admin(
     audit(session, "district_admin.created", actor=None, target_type="user", target_id=user.id)
     await session.flush()
     return user
+
+
+async def guardians_of(session: AsyncSession, school: School, student_id: uuid.UUID) -> list[GuardianOut]:
+    """The parents bound to a child of this school, with the consent they gave."""
+    student = await session.get(Student, student_id)
+    if student is None or student.school_id != school.id:
+        raise NotFound("学生不存在")
+    rows = await session.execute(
+        select(Guardianship, User.display_name)
+        .join(User, User.id == Guardianship.parent_user_id)
+        .where(Guardianship.student_id == student.id)
+        .order_by(Guardianship.created_at)
+    )
+    return [
+        GuardianOut(
+            parent_id=g.parent_user_id,
+            display_name=name,
+            relation=g.relation,
+            consent_policy_version=g.consent_policy_version,
+            consent_at=g.consent_at,
+        )
+        for g, name in rows
+    ]

@@ -201,3 +201,16 @@ class RosterReport(Out):
     created_classrooms: int
     created_students: int
     updated_students: int
+
+
+class GuardianOut(Out):
+    parent_id: uuid.UUID
+    display_name: str
+    relation: str
+    consent_policy_version: str
+    consent_at: datetime
+
+
+class GuardianList(Out):
+    student_id: uuid.UUID
+    items: list[GuardianOut]

@@ -83,3 +83,22 @@ class ProgressOut(BaseModel):
     required_seconds: int
     video_seconds: int
     completed: bool
+
+
+class AdjustmentIn(BaseModel):
+    """A correction of a parent's hours by a school admin (e.g. a session attended on paper)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    parent_id: uuid.UUID
+    tier: Tier
+    class_hours: Decimal = Field(ge=-20, le=20, decimal_places=1, description="可为负数（更正多记的学时）")
+    reason: str = Field(min_length=2, max_length=200)
+    school_year: str | None = Field(None, pattern=r"^\d{4}-\d{4}$", description="默认当前学年")
+
+
+class AdjustmentOut(BaseModel):
+    parent_id: uuid.UUID
+    school_year: str
+    tier: Tier
+    class_hours: Hours
+    reason: str

@@ -14,6 +14,8 @@ from models.accounts.tables import District, Guardianship, School, Student
 from models.catalog.tables import Course
 from models.learning.rules import DEFAULT_REQUIREMENTS, requirement_met
 from models.learning.schemas import (
+    AdjustmentIn,
+    AdjustmentOut,
     CertificateOut,
     CreditOut,
     LearningOut,
@@ -22,6 +24,7 @@ from models.learning.schemas import (
     TierProgress,
 )
 from models.learning.tables import Certificate, HourCredit, HourRequirement, certificate_number_seq
+from server.errors import ValidationFailed
 
 TIERS = ("foundation", "general", "custom", "online")
 
@@ -252,3 +255,39 @@ async def certificate_of(
 ) -> Certificate | None:
     cert = await session.get(Certificate, cert_id)
     return cert if cert is not None and cert.parent_user_id == parent_id else None
+
+
+async def adjust_hours(
+    session: AsyncSession, school: School, data: AdjustmentIn, school_year: str, actor: uuid.UUID
+) -> AdjustmentOut:
+    """An audited correction by a school admin, for a parent of a child at that school."""
+    if data.class_hours == 0:
+        raise ValidationFailed(errors=[{"loc": ["body", "class_hours"], "msg": "must not be 0"}])
+    guardian = await session.execute(
+        select(Guardianship.id)
+        .join(Student, Student.id == Guardianship.student_id)
+        .where(Guardianship.parent_user_id == data.parent_id, Student.school_id == school.id)
+        .limit(1)
+    )
+    if guardian.first() is None:
+        raise ValidationFailed(
+            "不是本校学生的家长", errors=[{"loc": ["body", "parent_id"], "msg": "unknown parent"}]
+        )
+    await credit_hours(
+        session,
+        parent_id=data.parent_id,
+        school_year=school_year,
+        tier=data.tier.value,
+        class_hours=data.class_hours,
+        source="adjustment",
+        source_key=f"adjustment:{uuid.uuid4()}",
+        reason=data.reason,
+        actor=actor,
+    )
+    return AdjustmentOut(
+        parent_id=data.parent_id,
+        school_year=school_year,
+        tier=data.tier,
+        class_hours=data.class_hours,
+        reason=data.reason,
+    )

@@ -33,8 +33,10 @@ from tests.builders import (
     make_binding_code,
     make_classroom,
     make_course,
+    make_guardian,
     make_student,
     make_teacher,
+    make_wechat_user,
     make_world,
 )
 from tests.client import Api, Response
@@ -327,6 +329,20 @@ async def _set_requirements(ctx: Ctx, target: Any) -> Call:
     )
 
 
+async def _guardians(ctx: Ctx, school: School) -> Call:
+    return Call(ids={"student_id": ctx.students[school.id].id})
+
+
+async def _adjustment(ctx: Ctx, school: School) -> Call:
+    """An adjustment for a parent of a child at the target school."""
+    async with ctx.deps.sessions() as s, s.begin():
+        parent = await make_wechat_user(s)
+        await make_guardian(s, parent, ctx.students[school.id])
+    return Call(
+        json={"parent_id": str(parent.id), "tier": "foundation", "class_hours": 2, "reason": "纸质签到补录"}
+    )
+
+
 RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/auth/wechat-login", "post"): _wechat_login,
     (f"{API}/auth/password-login", "post"): _password_login,
@@ -359,6 +375,8 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", "get"): _requirements,
     (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", "put"): _set_requirements,
     (f"{API}/schools/{{school_id}}/learning/summary", "get"): _no_body,
+    (f"{API}/schools/{{school_id}}/students/{{student_id}}/guardians", "get"): _guardians,
+    (f"{API}/schools/{{school_id}}/hour-adjustments", "post"): _adjustment,
     (f"{API}/districts/{{district_id}}/learning/summary", "get"): _no_body,
     (f"{API}/districts/{{district_id}}/catalogue/summary", "get"): _no_body,
 }
