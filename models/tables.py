@@ -2,6 +2,14 @@
 
 from models.accounts import tables as accounts_tables
 from models.catalog import tables as catalog_tables
+from models.evening_classes import tables as evening_class_tables
 from models.learning import tables as learning_tables
+from models.notifications import tables as notifications_tables
 
-__all__ = ["accounts_tables", "catalog_tables", "learning_tables"]
+__all__ = [
+    "accounts_tables",
+    "catalog_tables",
+    "evening_class_tables",
+    "learning_tables",
+    "notifications_tables",
+]

@@ -93,6 +93,7 @@ GOAL_BEATS_PER_TRANSACTION = 100.0
 FLAT_MIB = 4.0
 FLAT_SHARE = 0.05
 PROGRESS_PATH = "/api/v1/lessons/{}/progress"
+PRINCIPAL_TTL_NEEDED = 420  # s: the run, settling and a slow machine, well inside the service's 600 s
 
 
 # ==== load generator (`--load-gen PORT`) =============================================================
@@ -546,11 +547,19 @@ async def _prepare_database(viewers: int, policy_version: str) -> Setup:
                     )
                 created = viewers - have
         # Earlier runs' progress on this lesson: Redis first (so no flusher writes it back), then rows.
+        # A cached principal that would expire during the run goes too: the warm-up caches it afresh.
         client = redis_client()
         try:
+            principals = [f"{REDIS_PREFIX}principal:{user_id}" for user_id in user_ids]
             with client.pipeline(transaction=False) as pipe:
-                for user_id in user_ids:
+                for name in principals:
+                    pipe.ttl(name)
+                ttls = pipe.execute()
+            with client.pipeline(transaction=False) as pipe:
+                for user_id, name, ttl in zip(user_ids, principals, ttls, strict=True):
                     pipe.unlink(f"{REDIS_PREFIX}lesson:{user_id}:{lesson.id}")
+                    if ttl < PRINCIPAL_TTL_NEEDED:
+                        pipe.unlink(name)
                 pipe.execute()
         finally:
             client.close()

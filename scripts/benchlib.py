@@ -45,6 +45,7 @@ SAMPLE_INTERVAL = 0.5
 READY_TIMEOUT = 180.0  # the first run initialises a PostgreSQL cluster and migrates it
 MIB = 1024 * 1024
 CLIENT_SIDE = ("load generator", "bench driver")
+POSTGRES = "postgres (all processes)"
 OTHER_CPU_WARNING_PERCENT = 10
 
 
@@ -533,7 +534,7 @@ def label_processes(
         postmaster = DATA_DIR / "pg" / "postmaster.pid"
         with contextlib.suppress(OSError, ValueError, psutil.Error):
             pg = psutil.Process(int(postmaster.read_text().split()[0]))
-            groups["postgres (all processes)"] = [pg, *pg.children(recursive=True)]
+            groups[POSTGRES] = [pg, *pg.children(recursive=True)]
     groups[CLIENT_SIDE[0]] = [psutil.Process(loadgen_pid)]
     groups[CLIENT_SIDE[1]] = [psutil.Process()]
     return groups
@@ -541,7 +542,7 @@ def label_processes(
 
 def refresh_postgres(groups: dict[str, list[psutil.Process]]) -> None:
     """PostgreSQL starts backends (and autovacuum workers) as it goes: pick up the new ones."""
-    procs = groups.get("postgres (all processes)")
+    procs = groups.get(POSTGRES)
     if procs:
         with contextlib.suppress(psutil.Error):
             known = {p.pid for p in procs}
@@ -562,6 +563,9 @@ def sample(groups: dict[str, list[psutil.Process]], port: int, count_connections
                     total_rss += p.memory_info().rss
                     times = p.cpu_times()
                     total_cpu += times.user + times.system
+                    if key == POSTGRES and p is procs[0]:
+                        # backends that exited: the postmaster reaped them, their CPU is its children's
+                        total_cpu += times.children_user + times.children_system
                 if key.startswith("tornado"):
                     uss[key] = p.memory_full_info().uss
                 if count_connections and key.startswith("tornado worker"):

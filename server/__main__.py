@@ -151,6 +151,7 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     log.info("serving on port %d (pid %d)", settings.port, os.getpid())
     stop = asyncio.Event()
     flusher = asyncio.create_task(deps.progress.run(stop))
+    notifier = asyncio.create_task(deps.notifications.run(stop))
     listener = asyncio.create_task(deps.local.listen())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -159,6 +160,7 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     server.stop()
     await server.close_all_connections()
     await flusher  # one last flush of lesson progress before the clients close
+    await notifier  # lets the batch in flight record its outcomes (no message left half-sent)
     listener.cancel()
     with suppress(asyncio.CancelledError):
         await listener

@@ -8,7 +8,7 @@ import re
 import orjson
 import tornado.web
 
-from handlers import auth, bindings, courses, learning, organisation, statistics, system
+from handlers import auth, bindings, courses, evening_classes, learning, organisation, statistics, system
 from handlers.base import ApiHandler, NotFoundHandler
 from server.deps import Deps
 from server.openapi import build_openapi
@@ -51,6 +51,27 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{API}/schools/{{school_id}}/learning/summary", statistics.SchoolLearningSummaryHandler),
     (f"{API}/districts/{{district_id}}/learning/summary", statistics.DistrictLearningSummaryHandler),
     (f"{API}/districts/{{district_id}}/catalogue/summary", statistics.CatalogueSummaryHandler),
+    (f"{API}/schools/{{school_id}}/evening-classes", evening_classes.SchoolEveningClassesHandler),
+    (f"{API}/evening-classes", evening_classes.EveningClassesHandler),
+    (f"{API}/evening-classes/{{class_id}}", evening_classes.EveningClassHandler),
+    (f"{API}/evening-classes/{{class_id}}/signups", evening_classes.SignupsHandler),
+    (f"{API}/evening-classes/{{class_id}}/signups/me", evening_classes.MySignupHandler),
+    (f"{API}/evening-classes/{{class_id}}/checkin-code", evening_classes.CheckinCodeHandler),
+    (f"{API}/evening-classes/{{class_id}}/checkins", evening_classes.CheckinsHandler),
+    (f"{API}/evening-classes/{{class_id}}/roster", evening_classes.RosterHandler),
+    (f"{API}/evening-classes/{{class_id}}/attendance/{{parent_id}}", evening_classes.RosterAttendanceHandler),
+    (
+        f"{API}/schools/{{school_id}}/terms/{{term}}/evening-classes/summary",
+        evening_classes.SchoolTermSummaryHandler,
+    ),
+    (
+        f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/summary",
+        evening_classes.DistrictTermSummaryHandler,
+    ),
+    (
+        f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/requirement",
+        evening_classes.TermRequirementHandler,
+    ),
 ]
 
 UNDOCUMENTED: list[tuple[str, type[ApiHandler]]] = [

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models.catalog.lessons import LessonDirectory
 from models.learning.progress import ProgressTracker
+from models.notifications.worker import NotificationWorker
 from server.config import Settings
 from server.db import make_engine, make_session_factory
 from server.local_cache import LocalCache
@@ -41,6 +42,7 @@ class Deps:
     local: LocalCache = field(init=False)
     lessons: LessonDirectory = field(init=False)
     progress: ProgressTracker = field(init=False)
+    notifications: NotificationWorker = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -59,6 +61,7 @@ class Deps:
         self.progress = ProgressTracker(
             self.redis, self.keys, self.sessions, clock=lambda: self.clock().timestamp()
         )
+        self.notifications = NotificationWorker(self.sessions, self.wechat, clock=lambda: self.clock())
 
     @classmethod
     def build(cls, settings: Settings, *, pool_size: int = 10) -> Deps:

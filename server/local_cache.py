@@ -102,12 +102,20 @@ class LocalCache:
                     pipe.publish(self.keys.invalidations(), message)
                 await pipe.execute()
 
+    def _reconnected(self, _connection: object) -> None:
+        log.warning("invalidation channel reconnected; local caches dropped")
+        self.clear()
+
     async def listen(self) -> None:
         """Follow the channel until cancelled; while not subscribed, nothing is served from memory."""
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.keys.invalidations())
+                # redis-py reconnects and resubscribes by itself after a dropped connection; what was
+                # announced meanwhile is lost, so forget everything each time that happens.
+                assert pubsub.connection is not None
+                pubsub.connection.register_connect_callback(self._reconnected)
                 self.clear()  # whatever happened while we were not listening is unknown
                 self.healthy = True
                 async for message in pubsub.listen():

@@ -4,6 +4,9 @@ WeChat answers HTTP 200 with an `errcode` for most failures; this module maps th
 into onto our problem codes, and turns timeouts and outages into 503 rather than hanging a request.
 The interface access_token is shared by every process: one refresher at a time, through a Redis lock,
 using the `stable_token` endpoint (which does not invalidate the token other processes still hold).
+Subscription messages (订阅消息) go out through `send_subscribe_message`; the two answers a sender must
+act on have their own types: `SubscriptionQuotaExhausted` (43101, the user has no one-time allowance
+left) and `AccessTokenRejected` (40001/40014/42001, drop the cached token and try again).
 """
 
 from __future__ import annotations
@@ -41,9 +44,36 @@ class WechatIdentity:
 
 class WechatError(AppError):
     status, code, title = 502, "wechat_error", "微信服务返回错误"
+    # WeChat's own errcode when it gave one, so a caller can tell a permanent refusal from a hiccup.
+    errcode: int | None = None
+
+
+class SubscriptionQuotaExhausted(WechatError):
+    """43101: the user has no one-time subscription allowance left for this template (or refused it).
+
+    Not a failure of ours and not worth retrying: only the user, by subscribing again, can lift it."""
+
+    status, code, title = 409, "wechat_subscription_quota_exhausted", "用户未订阅或订阅次数已用完"
+    errcode = 43101
+
+
+class AccessTokenRejected(WechatError):
+    """WeChat no longer accepts our interface access_token (revoked, expired early, replaced)."""
+
+    code = "wechat_access_token_rejected"
+
+
+# 40001 invalid credential, 40014 invalid access_token, 42001 access_token expired
+ACCESS_TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
 
 
 def map_errcode(errcode: int, errmsg: str) -> AppError:
+    if errcode == 43101:
+        return SubscriptionQuotaExhausted(f"微信返回错误 {errcode}: {errmsg}")
+    if errcode in ACCESS_TOKEN_ERRCODES:
+        rejected = AccessTokenRejected(f"微信返回错误 {errcode}: {errmsg}")
+        rejected.errcode = errcode
+        return rejected
     if errcode in (40029, 40163):
         return Unauthenticated("登录凭证无效或已使用，请重新登录", code="invalid_login_code")
     if errcode == 45011:
@@ -52,7 +82,9 @@ def map_errcode(errcode: int, errmsg: str) -> AppError:
         return Forbidden("该微信账号存在风险，暂时无法登录", code="wechat_user_blocked")
     if errcode == -1:
         return ServiceUnavailable("微信服务繁忙，请稍后再试", code="wechat_unavailable")
-    return WechatError(f"微信返回错误 {errcode}: {errmsg}")
+    error = WechatError(f"微信返回错误 {errcode}: {errmsg}")
+    error.errcode = errcode
+    return error
 
 
 class WechatGateway:
@@ -151,6 +183,28 @@ class WechatGateway:
         ttl = max(60, int(data.get("expires_in", 7200)) - TOKEN_EXPIRY_MARGIN)
         await self._redis.set(key, token, ex=ttl)
         return token
+
+    async def send_subscribe_message(
+        self, *, openid: str, template_id: str, page: str, data: dict[str, str]
+    ) -> None:
+        """Send one subscription message; each success uses up one of the user's one-time allowances.
+
+        Raises SubscriptionQuotaExhausted (43101), AccessTokenRejected (the caller should
+        `forget_access_token()` and retry), ServiceUnavailable (timeouts, outages, -1) or WechatError.
+        WeChat offers no idempotency key: a request that times out may still have been delivered."""
+        token = await self.access_token()
+        await self._call(
+            "POST",
+            "cgi-bin/message/subscribe/send",
+            {"access_token": token},  # in the query string, as WeChat expects; the message is the body
+            {
+                "touser": openid,
+                "template_id": template_id,
+                "page": page,
+                "data": {key: {"value": value} for key, value in data.items()},
+                "miniprogram_state": "formal",
+            },
+        )
 
     async def forget_access_token(self) -> None:
         """Drop a token WeChat rejected (40001) so the next call refreshes it."""

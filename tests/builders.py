@@ -23,6 +23,7 @@ from models.accounts.tables import (
     User,
 )
 from models.catalog.tables import Course
+from models.evening_classes.tables import EveningClass
 from server.deps import Deps
 from server.security import hash_password
 
@@ -304,3 +305,46 @@ class FakeClock:
         from datetime import timedelta
 
         self.now += timedelta(seconds=seconds)
+
+
+async def make_evening_class(
+    s: AsyncSession,
+    school: School,
+    course: Course,
+    *,
+    starts_at: datetime,
+    minutes: int = 90,
+    capacity: int = 30,
+    audience: str = "school",
+    grades: list[int] | None = None,
+    classroom_ids: list[uuid.UUID] | None = None,
+    signup_opens_at: datetime | None = None,
+    signup_closes_at: datetime | None = None,
+    cancel_deadline: datetime | None = None,
+) -> EveningClass:
+    """A scheduled class; by default sign-up is open from a day before until it ends."""
+    from datetime import timedelta
+
+    from models.evening_classes.rules import term_of
+
+    ends_at = starts_at + timedelta(minutes=minutes)
+    evening = EveningClass(
+        school_id=school.id,
+        course_id=course.id,
+        title=course.title,
+        term=term_of(starts_at),
+        starts_at=starts_at,
+        ends_at=ends_at,
+        place="学校报告厅",
+        capacity=capacity,
+        confirmed_count=0,
+        audience=audience,
+        audience_grades=grades,
+        audience_classroom_ids=classroom_ids,
+        signup_opens_at=signup_opens_at or starts_at - timedelta(days=1),
+        signup_closes_at=signup_closes_at or ends_at,
+        cancel_deadline=cancel_deadline or starts_at,
+    )
+    s.add(evening)
+    await s.flush()
+    return evening

@@ -15,16 +15,23 @@ scoped by something else (a course, a child) also needs its own targets and reac
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from handlers.base import ApiHandler, Operation
 from models.accounts.tables import Classroom, District, School, Student, Teacher
+from models.evening_classes.rules import checkin_token
+from models.evening_classes.tables import EveningClass, Signup
 from models.learning.tables import Certificate
 from server.app import API, ROUTES
 from server.deps import Deps
@@ -33,6 +40,7 @@ from tests.builders import (
     make_binding_code,
     make_classroom,
     make_course,
+    make_evening_class,
     make_guardian,
     make_student,
     make_teacher,
@@ -66,6 +74,8 @@ class Route:
             return "district"
         if "{certificate_id}" in self.path:
             return "certificate"
+        if "{class_id}" in self.path:
+            return "evening_class"
         if "/lessons/{course_id}" in self.path:
             return "lesson"
         if "{course_id}" in self.path:
@@ -74,7 +84,7 @@ class Route:
 
     @property
     def scope_param(self) -> str:
-        return {"lesson": "course_id"}.get(self.scope or "", f"{self.scope}_id")
+        return {"lesson": "course_id", "evening_class": "class_id"}.get(self.scope or "", f"{self.scope}_id")
 
 
 def documented_routes() -> list[Route]:
@@ -100,6 +110,7 @@ class Ctx:
     scoped: dict[str, list[Any]] = field(default_factory=dict)
     owned_by_school: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
     owned_by_actor: dict[uuid.UUID, str] = field(default_factory=dict)
+    catalogue_course: Any = None
 
     @property
     def schools(self) -> list[School]:
@@ -164,6 +175,18 @@ async def make_ctx(deps: Deps) -> Ctx:
                 course = await make_course(s, tier=tier, title=f"{school.name}的课", school=school)
                 ctx.scoped[scope].append(course)
                 ctx.owned_by_school[course.id] = school.id
+        # Evening classes at A and B, open to the school, starting in 20 minutes: sign-up and
+        # cancellation are still open and check-in already is.
+        catalogue_course = await make_course(s, tier="general", title="家庭教育讲座")
+        ctx.scoped["evening_class"] = []
+        soon = deps.clock() + timedelta(minutes=20)
+        for school in (world.school_a, world.school_b):
+            evening = await make_evening_class(
+                s, school, catalogue_course, starts_at=soon, cancel_deadline=soon - timedelta(minutes=10)
+            )
+            ctx.scoped["evening_class"].append(evening)
+            ctx.owned_by_school[evening.id] = school.id
+        ctx.catalogue_course = catalogue_course
         ctx.scoped["certificate"] = []
         for actor in ("parent_a", "parent_b"):
             cert = Certificate(
@@ -343,6 +366,74 @@ async def _adjustment(ctx: Ctx, school: School) -> Call:
     )
 
 
+def _school_parent(ctx: Ctx, evening: Any) -> str:
+    return "parent_a" if evening.school_id == ctx.world.school_a.id else "parent_b"
+
+
+async def _signed_up(ctx: Ctx, evening: Any) -> uuid.UUID:
+    """Both parents hold a confirmed seat in their own school's class (idempotent)."""
+    parent = ctx.world.actors[_school_parent(ctx, evening)].user_id
+    async with ctx.deps.sessions() as s, s.begin():
+        taken = await s.execute(
+            pg_insert(Signup)
+            .values(
+                id=uuid.uuid4(),
+                class_id=evening.id,
+                parent_user_id=parent,
+                status="confirmed",
+                waitlist_seq=0,
+            )
+            .on_conflict_do_nothing()
+            .returning(Signup.id)
+        )
+        if taken.first() is not None:
+            await s.execute(
+                update(EveningClass)
+                .where(EveningClass.id == evening.id)
+                .values(confirmed_count=EveningClass.confirmed_count + 1)
+            )
+    return parent
+
+
+async def _new_evening_class(ctx: Ctx, school: School) -> Call:
+    start = ctx.deps.clock() + timedelta(days=3)
+    return Call(
+        json={
+            "course_id": str(ctx.catalogue_course.id),
+            "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(hours=2)).isoformat(),
+            "place": "报告厅",
+            "capacity": 40,
+        }
+    )
+
+
+async def _cancel_signup(ctx: Ctx, evening: Any) -> Call:
+    await _signed_up(ctx, evening)
+    return Call()
+
+
+async def _checkin(ctx: Ctx, evening: Any) -> Call:
+    await _signed_up(ctx, evening)
+    secret = ctx.deps.settings.jwt_secret.get_secret_value().encode()
+    key = hmac.new(secret, b"evening-class-checkin", hashlib.sha256).digest()
+    token, _ = checkin_token(key, str(evening.id), ctx.deps.clock())
+    return Call(json={"token": token})
+
+
+async def _mark_present(ctx: Ctx, evening: Any) -> Call:
+    parent = await _signed_up(ctx, evening)
+    return Call(ids={"parent_id": parent}, json={})
+
+
+async def _term(ctx: Ctx, target: Any) -> Call:
+    return Call(ids={"term": "2025-2026-1"})
+
+
+async def _term_requirement(ctx: Ctx, target: Any) -> Call:
+    return Call(ids={"term": "2025-2026-1"}, json={"required": 6})
+
+
 RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/auth/wechat-login", "post"): _wechat_login,
     (f"{API}/auth/password-login", "post"): _password_login,
@@ -377,6 +468,18 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/schools/{{school_id}}/learning/summary", "get"): _no_body,
     (f"{API}/schools/{{school_id}}/students/{{student_id}}/guardians", "get"): _guardians,
     (f"{API}/schools/{{school_id}}/hour-adjustments", "post"): _adjustment,
+    (f"{API}/schools/{{school_id}}/evening-classes", "post"): _new_evening_class,
+    (f"{API}/evening-classes", "get"): _no_body,
+    (f"{API}/evening-classes/{{class_id}}", "get"): _no_body,
+    (f"{API}/evening-classes/{{class_id}}/signups", "post"): _empty_body,
+    (f"{API}/evening-classes/{{class_id}}/signups/me", "delete"): _cancel_signup,
+    (f"{API}/evening-classes/{{class_id}}/checkin-code", "get"): _no_body,
+    (f"{API}/evening-classes/{{class_id}}/checkins", "post"): _checkin,
+    (f"{API}/evening-classes/{{class_id}}/roster", "get"): _no_body,
+    (f"{API}/evening-classes/{{class_id}}/attendance/{{parent_id}}", "put"): _mark_present,
+    (f"{API}/schools/{{school_id}}/terms/{{term}}/evening-classes/summary", "get"): _term,
+    (f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/summary", "get"): _term,
+    (f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/requirement", "put"): _term_requirement,
     (f"{API}/districts/{{district_id}}/learning/summary", "get"): _no_body,
     (f"{API}/districts/{{district_id}}/catalogue/summary", "get"): _no_body,
 }

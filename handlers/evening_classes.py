@@ -1,0 +1,276 @@
+"""Evening classes: schedule, list, sign up / cancel, check-in code and check-in, roster, term counts."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import ClassVar
+
+from handlers.base import ApiHandler, Operation, idempotent
+from models.accounts.rules import Role
+from models.evening_classes import service as evening
+from models.evening_classes.rules import CHECKIN_PERIOD_SECONDS, checkin_open, checkin_token, valid_term
+from models.evening_classes.schemas import (
+    AttendanceOut,
+    CheckinCodeOut,
+    CheckinIn,
+    DistrictTermSummary,
+    EveningClassIn,
+    EveningClassOut,
+    EveningClassQuery,
+    RosterOut,
+    SignupIn,
+    SignupOut,
+    TermRequirementIn,
+    TermSummary,
+)
+from models.pagination import Page
+from server.errors import Forbidden, NotFound
+
+EveningClassPage = Page[EveningClassOut]
+SCHEDULERS = frozenset({Role.teacher, Role.school_admin, Role.district_admin})
+PARENTS = frozenset({Role.parent})
+DISTRICT_READERS = frozenset({Role.district_admin, Role.evaluator})
+
+
+class _EveningHandler(ApiHandler):
+    @property
+    def checkin_key(self) -> bytes:
+        """Check-in tokens are signed with a key derived from the JWT secret, for this purpose only."""
+        secret = self.deps.settings.jwt_secret.get_secret_value().encode()
+        return hmac.new(secret, b"evening-class-checkin", hashlib.sha256).digest()
+
+    def require_parent(self) -> None:
+        if not self.me.has_any(PARENTS):
+            raise Forbidden("只有家长可以报名和签到")
+
+    def term(self, term: str) -> str:
+        if not valid_term(term):
+            raise NotFound("学期格式应为 2025-2026-1")
+        return term
+
+
+class SchoolEveningClassesHandler(_EveningHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "开设一节家长夜校（课程、时间、地点或线上链接、名额、面向对象、报名与取消截止时间）",
+            body=EveningClassIn,
+            response=EveningClassOut,
+            status=201,
+            roles=("teacher", "school_admin", "district_admin"),
+            errors=(401, 403, 404, 422),
+            idempotent=True,
+        )
+    }
+
+    @idempotent
+    async def post(self, school_id: str) -> None:
+        data = self.body(EveningClassIn)
+        async with self.school_scope(school_id, SCHEDULERS) as (session, school):
+            created = await evening.schedule(session, self.me, school, data, self.deps.clock())
+            [out] = await evening.describe(session, self.me, [created])
+        self.send(out, status=201)
+
+
+class EveningClassesHandler(_EveningHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "我能看到的家长夜校（家长：面向自己孩子的；老师和管理员：本校的），按开课时间排序",
+            query=EveningClassQuery,
+            response=EveningClassPage,
+            errors=(401, 422),
+        )
+    }
+
+    async def get(self) -> None:
+        query = self.query(EveningClassQuery)
+        async with self.transaction() as session:
+            items, cursor = await evening.list_classes(session, self.me, query, self.deps.clock())
+        self.send(EveningClassPage(items=items, next_cursor=cursor))
+
+
+class EveningClassHandler(_EveningHandler):
+    openapi: ClassVar = {
+        "get": Operation("家长夜校详情（含我的报名状态）", response=EveningClassOut, errors=(401, 404))
+    }
+
+    async def get(self, class_id: str) -> None:
+        async with self.transaction() as session:
+            found = await evening.get_class(session, self.me, self.path_uuid(class_id))
+            [out] = await evening.describe(session, self.me, [found])
+        self.send(out)
+
+
+class SignupsHandler(_EveningHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "报名：有名额则确认，否则进入候补（返回候补位置）",
+            body=SignupIn,
+            response=SignupOut,
+            status=201,
+            roles=("parent",),
+            errors=(401, 403, 404, 409, 422),
+            idempotent=True,
+        )
+    }
+
+    @idempotent
+    async def post(self, class_id: str) -> None:
+        self.body(SignupIn)
+        self.require_parent()
+        async with self.transaction() as session:
+            out, _ = await evening.sign_up(session, self.me, self.path_uuid(class_id), self.deps.clock())
+        self.send(out, status=201)
+
+
+class MySignupHandler(_EveningHandler):
+    openapi: ClassVar = {
+        "delete": Operation(
+            "取消报名（截止时间前）；空出的名额自动给候补第一位",
+            status=204,
+            roles=("parent",),
+            errors=(401, 403, 404, 409),
+        )
+    }
+
+    async def delete(self, class_id: str) -> None:
+        self.require_parent()
+        async with self.transaction() as session:
+            await evening.cancel_signup(session, self.me, self.path_uuid(class_id), self.deps.clock())
+        self.set_status(204)
+        self.finish()
+
+
+class CheckinCodeHandler(_EveningHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            f"老师屏幕上的签到二维码内容，每 {CHECKIN_PERIOD_SECONDS} 秒更换",
+            response=CheckinCodeOut,
+            roles=("teacher", "school_admin", "district_admin"),
+            errors=(401, 403, 404, 409),
+        )
+    }
+
+    async def get(self, class_id: str) -> None:
+        now = self.deps.clock()
+        async with self.transaction() as session:
+            found = await evening.staff_class(session, self.me, self.path_uuid(class_id))
+        if not checkin_open(found.starts_at, found.ends_at, now):
+            raise evening.CheckinClosed("签到在开课前 30 分钟开放，下课后 30 分钟关闭")
+        token, next_at = checkin_token(self.checkin_key, str(found.id), now)
+        self.set_header("Cache-Control", "no-store")
+        self.send(CheckinCodeOut(token=token, next_token_at=next_at, period_seconds=CHECKIN_PERIOD_SECONDS))
+
+
+class CheckinsHandler(_EveningHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "家长扫码签到（签到一次，记入学时一次）",
+            body=CheckinIn,
+            response=AttendanceOut,
+            status=201,
+            roles=("parent",),
+            errors=(401, 403, 404, 409, 422),
+        )
+    }
+
+    async def post(self, class_id: str) -> None:
+        data = self.body(CheckinIn)
+        self.require_parent()
+        async with self.transaction() as session:
+            out = await evening.check_in(
+                session, self.me, self.path_uuid(class_id), data.token, self.checkin_key, self.deps.clock()
+            )
+        self.send(out, status=200 if out.already_recorded else 201)
+
+
+class RosterHandler(_EveningHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "报名名单与出席情况",
+            response=RosterOut,
+            roles=("teacher", "school_admin", "district_admin"),
+            errors=(401, 403, 404),
+        )
+    }
+
+    async def get(self, class_id: str) -> None:
+        async with self.transaction() as session:
+            out = await evening.roster(session, self.me, self.path_uuid(class_id))
+        self.send(out)
+
+
+class RosterAttendanceHandler(_EveningHandler):
+    openapi: ClassVar = {
+        "put": Operation(
+            "老师在名单上登记家长出席（手机扫码失败时）",
+            body=SignupIn,
+            response=AttendanceOut,
+            roles=("teacher", "school_admin", "district_admin"),
+            errors=(401, 403, 404, 409),
+        )
+    }
+
+    async def put(self, class_id: str, parent_id: str) -> None:
+        self.body(SignupIn)
+        async with self.transaction() as session:
+            out = await evening.mark_on_roster(
+                session, self.me, self.path_uuid(class_id), self.path_uuid(parent_id), self.deps.clock()
+            )
+        self.send(out)
+
+
+class SchoolTermSummaryHandler(_EveningHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "本校本学期家长夜校：已举办、已安排、要求次数、报名率与出席率",
+            response=TermSummary,
+            roles=("school_admin", "district_admin"),
+            errors=(401, 403, 404),
+        )
+    }
+
+    async def get(self, school_id: str, term: str) -> None:
+        wanted = self.term(term)
+        admins = frozenset({Role.school_admin, Role.district_admin})
+        async with self.school_scope(school_id, admins) as (session, school):
+            required = await evening.required_per_term(session, school.district_id, wanted)
+            [out] = await evening.term_summaries(session, [school], wanted, self.deps.clock(), required)
+        self.send(out)
+
+
+class DistrictTermSummaryHandler(_EveningHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "全区各校本学期家长夜校次数（未达要求的学校排在前面）",
+            response=DistrictTermSummary,
+            roles=("district_admin", "evaluator"),
+            errors=(401, 403, 404),
+        )
+    }
+
+    async def get(self, district_id: str, term: str) -> None:
+        wanted = self.term(term)
+        async with self.district_scope(district_id, DISTRICT_READERS) as (session, district):
+            out = await evening.district_summary(session, district.id, wanted, self.deps.clock())
+        self.send(out)
+
+
+class TermRequirementHandler(_EveningHandler):
+    openapi: ClassVar = {
+        "put": Operation(
+            "设置本区每校每学期至少举办的夜校次数",
+            body=TermRequirementIn,
+            response=DistrictTermSummary,
+            roles=("district_admin",),
+            errors=(401, 403, 404, 422),
+        )
+    }
+
+    async def put(self, district_id: str, term: str) -> None:
+        data = self.body(TermRequirementIn)
+        wanted = self.term(term)
+        async with self.district_scope(district_id, frozenset({Role.district_admin})) as (session, district):
+            await evening.set_required_per_term(session, district.id, wanted, data.required, self.me.id)
+            out = await evening.district_summary(session, district.id, wanted, self.deps.clock())
+        self.send(out)

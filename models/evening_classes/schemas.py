@@ -1,0 +1,156 @@
+"""What the evening-class endpoints accept and return."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+from course_catalog.schema import Tier
+from models.catalog.schemas import Hours
+
+
+class EveningClassIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    course_id: uuid.UUID
+    title: str | None = Field(None, min_length=1, max_length=80, description="默认用课程名")
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    place: str | None = Field(None, min_length=1, max_length=120)
+    meeting_url: HttpUrl | None = None
+    capacity: int = Field(ge=1, le=5000)
+    audience: Literal["school", "grades", "classrooms", "invited"] = "school"
+    grades: list[int] | None = Field(None, min_length=1, max_length=13)
+    classroom_ids: list[uuid.UUID] | None = Field(None, min_length=1, max_length=200)
+    signup_opens_at: AwareDatetime | None = Field(None, description="默认立即开放")
+    signup_closes_at: AwareDatetime | None = Field(None, description="默认开课时截止")
+    cancel_deadline: AwareDatetime | None = Field(None, description="默认开课前 24 小时（不早于报名开始）")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EveningClassIn:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        if self.place is None and self.meeting_url is None:
+            raise ValueError("place or meeting_url is required")
+        if (self.audience == "grades") != (self.grades is not None):
+            raise ValueError("grades are given exactly when audience is 'grades'")
+        if (self.audience == "classrooms") != (self.classroom_ids is not None):
+            raise ValueError("classroom_ids are given exactly when audience is 'classrooms'")
+        if self.grades and any(not 0 <= g <= 12 for g in self.grades):
+            raise ValueError("grades are 0–12")
+        return self
+
+
+class MySignup(BaseModel):
+    status: Literal["confirmed", "waitlisted"]
+    position: int | None = None
+    present: bool = False
+
+
+class EveningClassOut(BaseModel):
+    id: uuid.UUID
+    school_id: uuid.UUID
+    course_id: uuid.UUID
+    tier: Tier
+    class_hours: Hours
+    title: str
+    term: str
+    starts_at: datetime
+    ends_at: datetime
+    place: str | None
+    meeting_url: str | None
+    capacity: int
+    seats_left: int
+    audience: str
+    grades: list[int] | None
+    classroom_ids: list[uuid.UUID] | None
+    signup_opens_at: datetime
+    signup_closes_at: datetime
+    cancel_deadline: datetime
+    cancelled: bool
+    my_signup: MySignup | None = None
+
+
+class EveningClassQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_: date | None = Field(None, alias="from", description="默认今天")
+    to: date | None = Field(None, description="默认 60 天后")
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = None
+
+
+class SignupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignupOut(BaseModel):
+    class_id: uuid.UUID
+    status: Literal["confirmed", "waitlisted"]
+    position: int | None = None
+
+
+class CheckinCodeOut(BaseModel):
+    token: str
+    next_token_at: datetime
+    period_seconds: int
+
+
+class CheckinIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=64)
+
+
+class AttendanceOut(BaseModel):
+    class_id: uuid.UUID
+    parent_id: uuid.UUID
+    present: bool
+    method: Literal["qr", "roster"]
+    already_recorded: bool
+
+
+class RosterEntry(BaseModel):
+    parent_id: uuid.UUID
+    display_name: str
+    status: Literal["confirmed", "waitlisted"]
+    position: int | None
+    present: bool
+
+
+class RosterOut(BaseModel):
+    class_id: uuid.UUID
+    capacity: int
+    confirmed: int
+    waitlisted: int
+    present: int
+    items: list[RosterEntry]
+
+
+class TermSummary(BaseModel):
+    school_id: uuid.UUID
+    school_name: str
+    term: str
+    required: int
+    scheduled: int
+    held: int
+    meets_requirement: bool
+    seats: int
+    confirmed_signups: int
+    attended: int
+    signup_rate: float
+    attendance_rate: float
+
+
+class DistrictTermSummary(BaseModel):
+    district_id: uuid.UUID
+    term: str
+    required: int
+    schools_below_requirement: int
+    items: list[TermSummary]
+
+
+class TermRequirementIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    required: int = Field(ge=0, le=50, description="每校每学期至少举办的夜校次数")

@@ -1,0 +1,449 @@
+"""Reminder jobs (the notifications outbox) delivered by the worker to the WeChat sandbox over real HTTP.
+
+Jobs are enqueued the way the evening-class code does it, inside a transaction of its own; the worker is
+driven round by round with `run_once`, and time by a settable deps.clock that it reads."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections import Counter
+from contextlib import closing
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from models.accounts.tables import User
+from models.learning.rules import SHANGHAI
+from models.notifications.service import cancel, enqueue
+from models.notifications.tables import JobStatus, NotificationJob
+from models.notifications.worker import MAX_ATTEMPTS, NO_OPENID, NotificationWorker, backoff
+from server.deps import Deps
+from server.wechat import WechatGateway
+from server.wechat_sandbox import SandboxState
+from tests.builders import FakeClock, make_password_user, make_wechat_user
+
+NOW = datetime(2025, 11, 6, 18, 0, tzinfo=SHANGHAI)
+TEMPLATE = "tmpl-class-reminder"
+PAGE = "pages/evening-class/detail?id=1"
+DATA = {"thing1": "亲子沟通的艺术", "time2": "2025-11-07 19:00", "thing3": "甲小学报告厅"}
+Sandbox = tuple[SandboxState, str]
+
+
+@pytest.fixture
+def clock(deps: Deps) -> FakeClock:
+    clock = FakeClock(NOW)
+    deps.clock = clock
+    return clock
+
+
+async def make_user(deps: Deps, openid: str | None = None) -> User:
+    async with deps.sessions() as s, s.begin():
+        return await make_wechat_user(s, openid=openid or f"openid-{uuid.uuid4().hex[:8]}")
+
+
+async def add_job(
+    deps: Deps,
+    user: User,
+    *,
+    due_at: datetime = NOW,
+    subject_id: uuid.UUID | None = None,
+    kind: str = "class_reminder",
+    data: dict[str, str] | None = None,
+) -> uuid.UUID:
+    subject_id = subject_id or uuid.uuid4()
+    async with deps.sessions() as s, s.begin():
+        created = await enqueue(
+            s,
+            kind=kind,
+            user_id=user.id,
+            subject_id=subject_id,
+            due_at=due_at,
+            template_id=TEMPLATE,
+            page=PAGE,
+            data=data or DATA,
+        )
+    assert created
+    return subject_id
+
+
+async def job_of(
+    deps: Deps, user: User, subject_id: uuid.UUID, kind: str = "class_reminder"
+) -> NotificationJob:
+    async with deps.sessions() as s:
+        job = await s.scalar(
+            select(NotificationJob).where(
+                NotificationJob.kind == kind,
+                NotificationJob.user_id == user.id,
+                NotificationJob.subject_id == subject_id,
+            )
+        )
+    assert job is not None
+    return job
+
+
+def closed_port_gateway(deps: Deps) -> WechatGateway:
+    """The real gateway, aimed at a port nothing listens on: WeChat unreachable."""
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return WechatGateway(
+        appid=deps.wechat.appid,
+        secret=deps.settings.wechat_secret.get_secret_value() if deps.settings.wechat_secret else "",
+        api_base=f"http://127.0.0.1:{port}/",
+        timeout=1.0,
+        redis=deps.redis,
+        keys=deps.keys,
+    )
+
+
+async def test_a_due_job_is_sent_once_and_marked_sent(deps: Deps, wechat: Sandbox, clock: FakeClock) -> None:
+    state, _ = wechat
+    user = await make_user(deps)
+    subject = await add_job(deps, user, due_at=NOW - timedelta(minutes=1))
+
+    assert await deps.notifications.run_once() == 1
+
+    assert state.messages == [
+        {
+            "touser": user.wechat_openid,
+            "template_id": TEMPLATE,
+            "page": PAGE,
+            "data": {key: {"value": value} for key, value in DATA.items()},
+            "miniprogram_state": "formal",
+        }
+    ]
+    job = await job_of(deps, user, subject)
+    assert job.status == JobStatus.sent
+    assert job.sent_at == NOW
+    assert job.attempts == 1
+    assert job.lease_until is None
+    assert job.last_error is None
+
+    clock.tick(3600)
+    assert await deps.notifications.run_once() == 0
+    assert await deps.notifications.run_once() == 0
+    assert len(state.messages) == 1
+
+
+async def test_a_job_not_yet_due_waits_for_its_time(deps: Deps, wechat: Sandbox, clock: FakeClock) -> None:
+    state, _ = wechat
+    user = await make_user(deps)
+    subject = await add_job(deps, user, due_at=NOW + timedelta(days=1))
+
+    assert await deps.notifications.run_once() == 0
+    clock.tick(24 * 3600 - 1)
+    assert await deps.notifications.run_once() == 0
+    assert state.messages == []
+    assert (await job_of(deps, user, subject)).status == JobStatus.pending
+
+    clock.tick(1)
+    assert await deps.notifications.run_once() == 1
+    assert [m["touser"] for m in state.messages] == [user.wechat_openid]
+
+
+async def test_enqueuing_the_same_job_twice_keeps_one(deps: Deps, wechat: Sandbox, clock: FakeClock) -> None:
+    state, _ = wechat
+    user = await make_user(deps)
+    subject = await add_job(deps, user)
+    async with deps.sessions() as s, s.begin():
+        again = await enqueue(
+            s,
+            kind="class_reminder",
+            user_id=user.id,
+            subject_id=subject,
+            due_at=NOW + timedelta(hours=5),
+            template_id="another-template",
+            page=PAGE,
+            data={"thing1": "changed"},
+        )
+    assert again is False
+    # The same subject under another kind is another job.
+    await add_job(deps, user, subject_id=subject, kind="waitlist_promoted")
+
+    async with deps.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(NotificationJob)) == 2
+    job = await job_of(deps, user, subject)
+    assert (job.template_id, job.data, job.due_at) == (TEMPLATE, DATA, NOW)
+
+    assert await deps.notifications.run_once() == 2
+    assert len(state.messages) == 2
+
+
+async def test_a_job_enqueued_in_a_rolled_back_transaction_does_not_exist(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    user = await make_user(deps)
+
+    class SignupFailed(Exception):
+        pass
+
+    with pytest.raises(SignupFailed):
+        async with deps.sessions() as s, s.begin():
+            await enqueue(
+                s,
+                kind="waitlist_promoted",
+                user_id=user.id,
+                subject_id=uuid.uuid4(),
+                due_at=NOW,
+                template_id=TEMPLATE,
+                page=PAGE,
+                data=DATA,
+            )
+            raise SignupFailed
+
+    assert await deps.notifications.run_once() == 0
+    assert wechat[0].messages == []
+
+
+async def test_a_cancelled_job_is_never_sent_and_enqueuing_again_revives_it(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    state, _ = wechat
+    user = await make_user(deps)
+    subject = await add_job(deps, user, due_at=NOW + timedelta(hours=1))
+    async with deps.sessions() as s, s.begin():
+        await cancel(s, kind="class_reminder", user_id=user.id, subject_id=subject)
+
+    clock.tick(2 * 3600)
+    assert await deps.notifications.run_once() == 0
+    assert state.messages == []
+    assert (await job_of(deps, user, subject)).status == JobStatus.cancelled
+
+    # The parent signs up again: the reminder is back, with the new content.
+    await add_job(deps, user, subject_id=subject, due_at=clock.now, data={"thing1": "再次报名"})
+    assert await deps.notifications.run_once() == 1
+    assert [m["data"] for m in state.messages] == [{"thing1": {"value": "再次报名"}}]
+    assert (await job_of(deps, user, subject)).status == JobStatus.sent
+
+
+async def test_cancel_leaves_a_sent_job_alone(deps: Deps, wechat: Sandbox, clock: FakeClock) -> None:
+    user = await make_user(deps)
+    subject = await add_job(deps, user)
+    await deps.notifications.run_once()
+    async with deps.sessions() as s, s.begin():
+        await cancel(s, kind="class_reminder", user_id=user.id, subject_id=subject)
+        await cancel(s, kind="class_reminder", user_id=user.id, subject_id=uuid.uuid4())  # no such job
+    assert (await job_of(deps, user, subject)).status == JobStatus.sent
+
+
+async def test_no_allowance_left_is_recorded_not_retried(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    state, _ = wechat
+    user = await make_user(deps)
+    assert user.wechat_openid
+    state.subscription_allowance[user.wechat_openid] = 1
+    first = await add_job(deps, user, kind="waitlist_promoted")
+    second = await add_job(deps, user, due_at=NOW + timedelta(minutes=1))
+
+    assert await deps.notifications.run_once() == 1
+    clock.tick(60)
+    assert await deps.notifications.run_once() == 1  # 43101 from the sandbox: no exception
+
+    assert len(state.messages) == 1
+    assert (await job_of(deps, user, first, kind="waitlist_promoted")).status == JobStatus.sent
+    job = await job_of(deps, user, second)
+    assert job.status == JobStatus.no_allowance
+    assert job.last_error and "43101" in job.last_error
+    assert job.sent_at is None
+
+    clock.tick(24 * 3600)
+    assert await deps.notifications.run_once() == 0
+    assert len(state.messages) == 1
+    assert state.subscription_allowance[user.wechat_openid] == 0
+
+
+async def test_an_unreachable_wechat_is_retried_with_backoff_until_it_recovers(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    state, _ = wechat
+    user = await make_user(deps)
+    subject = await add_job(deps, user)
+    down = NotificationWorker(deps.sessions, closed_port_gateway(deps), clock)
+
+    assert await down.run_once() == 1
+    job = await job_of(deps, user, subject)
+    assert job.status == JobStatus.pending
+    assert job.attempts == 1
+    assert job.due_at == NOW + backoff(1)
+    assert job.last_error and job.last_error.startswith("ServiceUnavailable")
+
+    # Not again before the backoff is over, even with WeChat back.
+    assert await deps.notifications.run_once() == 0
+    clock.tick(backoff(1).total_seconds())
+    assert await down.run_once() == 1
+    assert (await job_of(deps, user, subject)).due_at == clock.now + backoff(2)
+
+    clock.tick(backoff(2).total_seconds())
+    assert await deps.notifications.run_once() == 1
+    assert [m["touser"] for m in state.messages] == [user.wechat_openid]
+    job = await job_of(deps, user, subject)
+    assert (job.status, job.attempts) == (JobStatus.sent, 3)
+
+
+async def test_a_job_fails_after_the_last_attempt(deps: Deps, wechat: Sandbox, clock: FakeClock) -> None:
+    user = await make_user(deps)
+    subject = await add_job(deps, user)
+    down = NotificationWorker(deps.sessions, closed_port_gateway(deps), clock)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        assert await down.run_once() == 1
+        clock.tick(backoff(attempt).total_seconds())
+
+    job = await job_of(deps, user, subject)
+    assert (job.status, job.attempts) == (JobStatus.failed, MAX_ATTEMPTS)
+    assert job.last_error and job.last_error.startswith(f"gave up after {MAX_ATTEMPTS} attempts")
+    clock.tick(24 * 3600)
+    assert await deps.notifications.run_once() == 0
+    assert wechat[0].messages == []
+
+
+async def test_a_rejected_access_token_is_refreshed_and_the_message_sent(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    state, _ = wechat
+    user = await make_user(deps)
+    subject = await add_job(deps, user)
+    # A token WeChat no longer knows (revoked, or issued before a secret reset) sits in the shared cache.
+    await deps.redis.set(deps.keys.wechat_token(deps.wechat.appid), "revoked-token", ex=3600)
+
+    assert await deps.notifications.run_once() == 1
+
+    assert [m["touser"] for m in state.messages] == [user.wechat_openid]
+    assert state.token_calls == 1
+    cached = await deps.redis.get(deps.keys.wechat_token(deps.wechat.appid))
+    assert cached is not None and cached.decode() in state.issued_tokens
+    job = await job_of(deps, user, subject)
+    assert (job.status, job.attempts) == (JobStatus.sent, 1)
+
+
+async def test_a_user_without_openid_fails_with_a_clear_error(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    async with deps.sessions() as s, s.begin():
+        staff = await make_password_user(s)
+    subject = await add_job(deps, staff)
+
+    assert await deps.notifications.run_once() == 1
+
+    job = await job_of(deps, staff, subject)
+    assert job.status == JobStatus.failed
+    assert job.last_error == NO_OPENID
+    assert wechat[0].messages == []
+
+
+async def test_a_job_left_sending_by_a_crashed_worker_is_sent_once_its_lease_expires(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    state, _ = wechat
+    user = await make_user(deps)
+    crashed = await add_job(deps, user)
+    in_flight = await add_job(deps, user)
+    async with deps.sessions() as s, s.begin():
+        for subject, lease_until in (
+            (crashed, NOW - timedelta(seconds=1)),
+            (in_flight, NOW + timedelta(seconds=30)),
+        ):
+            await s.execute(
+                update(NotificationJob)
+                .where(NotificationJob.subject_id == subject)
+                .values(status=JobStatus.sending, lease_until=lease_until, attempts=1)
+            )
+
+    assert await deps.notifications.run_once() == 1  # the live lease is another worker's: left alone
+
+    assert len(state.messages) == 1
+    job = await job_of(deps, user, crashed)
+    assert (job.status, job.attempts) == (JobStatus.sent, 2)
+    assert (await job_of(deps, user, in_flight)).status == JobStatus.sending
+
+
+async def test_a_job_whose_lease_expired_on_every_attempt_is_given_up(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    user = await make_user(deps)
+    subject = await add_job(deps, user)
+    async with deps.sessions() as s, s.begin():
+        await s.execute(
+            update(NotificationJob)
+            .where(NotificationJob.subject_id == subject)
+            .values(status=JobStatus.sending, lease_until=NOW - timedelta(seconds=1), attempts=MAX_ATTEMPTS)
+        )
+
+    assert await deps.notifications.run_once() == 0
+
+    job = await job_of(deps, user, subject)
+    assert (job.status, job.last_error) == (JobStatus.failed, "lease expired on every attempt")
+    assert wechat[0].messages == []
+
+
+async def test_a_job_is_handed_back_untried_when_its_lease_is_nearly_spent(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    """A batch that took most of the lease (WeChat crawling) must not start sends another worker may
+    repeat once the lease expires: the job goes back to pending without using up an attempt."""
+    user = await make_user(deps)
+    subject = await add_job(deps, user)
+    readings = iter([NOW, NOW + timedelta(seconds=45)])  # the claim, then the moment before sending
+    slow = NotificationWorker(deps.sessions, deps.wechat, lambda: next(readings))
+
+    assert await slow.run_once() == 1
+
+    job = await job_of(deps, user, subject)
+    assert (job.status, job.attempts, job.lease_until, job.due_at) == (JobStatus.pending, 0, None, NOW)
+    assert wechat[0].messages == []
+    assert await deps.notifications.run_once() == 1
+    assert len(wechat[0].messages) == 1
+
+
+async def test_two_workers_send_each_of_50_jobs_exactly_once(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    state, _ = wechat
+    users = []
+    async with deps.sessions() as s, s.begin():
+        for i in range(50):
+            users.append(await make_wechat_user(s, openid=f"parent-{i:02d}-{uuid.uuid4().hex[:6]}"))
+    for user in users:
+        await add_job(deps, user)
+    # Small batches, so that the two workers' claims interleave over several rounds.
+    workers = [NotificationWorker(deps.sessions, deps.wechat, clock, batch_size=7) for _ in range(2)]
+
+    async def drain(worker: NotificationWorker) -> int:
+        total = 0
+        while claimed := await worker.run_once():
+            total += claimed
+        return total
+
+    claimed = await asyncio.gather(*(drain(worker) for worker in workers))
+
+    assert sum(claimed) == 50
+    assert Counter(m["touser"] for m in state.messages) == Counter(u.wechat_openid for u in users)
+    async with deps.sessions() as s:
+        statuses = Counter((await s.scalars(select(NotificationJob.status))).all())
+    assert statuses == {JobStatus.sent: 50}
+    # And the plain version: two full-size rounds at once.
+    extra = await make_user(deps)
+    await add_job(deps, extra)
+    assert sorted(await asyncio.gather(deps.notifications.run_once(), deps.notifications.run_once())) == [
+        0,
+        1,
+    ]
+    assert len(state.messages) == 51
+
+
+async def test_the_background_loop_delivers_and_stops(deps: Deps, wechat: Sandbox, clock: FakeClock) -> None:
+    state, _ = wechat
+    user = await make_user(deps)
+    await add_job(deps, user)
+    stop = asyncio.Event()
+    task = asyncio.create_task(deps.notifications.run(stop))
+    for _ in range(200):
+        if state.messages:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert [m["touser"] for m in state.messages] == [user.wechat_openid]
