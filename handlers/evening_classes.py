@@ -40,6 +40,11 @@ class _EveningHandler(ApiHandler):
         secret = self.deps.settings.jwt_secret.get_secret_value().encode()
         return hmac.new(secret, b"evening-class-checkin", hashlib.sha256).digest()
 
+    @property
+    def templates(self) -> evening.Templates:
+        s = self.deps.settings
+        return evening.Templates(s.wechat_template_class_reminder, s.wechat_template_waitlist_promoted)
+
     def require_parent(self) -> None:
         if not self.me.has_any(PARENTS):
             raise Forbidden("只有家长可以报名和签到")
@@ -119,7 +124,9 @@ class SignupsHandler(_EveningHandler):
         self.body(SignupIn)
         self.require_parent()
         async with self.transaction() as session:
-            out, _ = await evening.sign_up(session, self.me, self.path_uuid(class_id), self.deps.clock())
+            out, _ = await evening.sign_up(
+                session, self.me, self.path_uuid(class_id), self.deps.clock(), self.templates
+            )
         self.send(out, status=201)
 
 
@@ -136,7 +143,9 @@ class MySignupHandler(_EveningHandler):
     async def delete(self, class_id: str) -> None:
         self.require_parent()
         async with self.transaction() as session:
-            await evening.cancel_signup(session, self.me, self.path_uuid(class_id), self.deps.clock())
+            await evening.cancel_signup(
+                session, self.me, self.path_uuid(class_id), self.deps.clock(), self.templates
+            )
         self.set_status(204)
         self.finish()
 

@@ -4,14 +4,17 @@ WeChat users (log in through the sandbox with the openid as the code):
   demo-parent-a, demo-teacher-a (school A); demo-parent-b, demo-teacher-b (school B)
 Password accounts (password `demo-password`):
   demo-district-admin, demo-school-a-admin, demo-school-b-admin
+Evening classes: upcoming classes at both schools open to every family of the school, one of them
+("evening-a-tiny", 2 seats) small enough to show the waitlist; a fresh set each week it is started.
 Loading is idempotent: ids are derived from names, existing rows are left alone.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, time, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +30,10 @@ from models.accounts.tables import (
     User,
 )
 from models.base import Base
+from models.catalog.tables import Course
+from models.evening_classes.rules import term_of
+from models.evening_classes.tables import EveningClass
+from models.learning.rules import SHANGHAI
 from server.security import hash_password
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - published demo credential, development only
@@ -155,4 +162,53 @@ async def load_demo(session: AsyncSession, now: datetime, policy_version: str) -
             relation="mother",
             consent_policy_version=policy_version,
             consent_at=now,
+        )
+
+
+# (school, id name, catalogue course key, days from now, capacity)
+EVENING_CLASSES = [
+    (SCHOOL_A, "evening-a-1", "f-xiaoxue-zhongduan-zizhu-xuexi", 3, 60),
+    (SCHOOL_A, "evening-a-tiny", "g-jiacufa-jiedu", 5, 2),
+    (SCHOOL_A, "evening-a-2", "f-xiaoxue-zhongduan-qingxu-goutong", 10, 60),
+    (SCHOOL_B, "evening-b-1", "f-chuzhong-qingchunqi-goutong", 4, 80),
+    (SCHOOL_B, "evening-b-2", "f-chuzhong-shouji-yueding", 11, 80),
+]
+
+
+def demo_evening_class_id(name: str, week: str) -> uuid.UUID:
+    return demo_id(f"{name}-{week}")
+
+
+async def load_demo_evening_classes(session: AsyncSession, now: datetime) -> None:
+    """Upcoming classes, 19:00–20:30 Shanghai time; only added when their course is in the catalogue."""
+    courses = {
+        c.key: c
+        for c in (
+            await session.execute(select(Course).where(Course.key.in_([e[2] for e in EVENING_CLASSES])))
+        ).scalars()
+    }
+    today = now.astimezone(SHANGHAI).date()
+    week = "{}-W{:02d}".format(*today.isocalendar()[:2])  # a fresh set each week the demo is started
+    for school_id, name, key, days, capacity in EVENING_CLASSES:
+        course = courses.get(key)
+        if course is None:
+            continue
+        starts_at = datetime.combine(today + timedelta(days=days), time(19, 0), SHANGHAI)
+        await _put(
+            session,
+            EveningClass,
+            id=demo_evening_class_id(name, week),
+            school_id=school_id,
+            course_id=course.id,
+            title=course.title,
+            term=term_of(starts_at),
+            starts_at=starts_at,
+            ends_at=starts_at + timedelta(minutes=90),
+            place="学校报告厅",
+            capacity=capacity,
+            confirmed_count=0,
+            audience="school",
+            signup_opens_at=now,
+            signup_closes_at=starts_at,
+            cancel_deadline=starts_at - timedelta(hours=24),
         )

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from course_catalog.loader import load_catalogue
 from models.catalog.service import sync_catalogue
-from models.demo import load_demo
+from models.demo import load_demo, load_demo_evening_classes
 from server.app import make_app
 from server.config import Settings
 from server.deps import Deps
@@ -84,6 +84,7 @@ async def _load_data(settings: Settings) -> None:
         if settings.demo_data_allowed:
             async with deps.sessions() as session, session.begin():
                 await load_demo(session, deps.clock(), settings.privacy_policy_version)
+                await load_demo_evening_classes(session, deps.clock())
             log.info("demo data loaded (see README for the demo accounts)")
         await deps.redis.incr(deps.keys.catalogue_version())
     finally:

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     wechat_secret: SecretStr | None = None
     wechat_api_base: str = "https://api.weixin.qq.com/"
     wechat_timeout: float = Field(5.0, gt=0)
+    # Subscription-message templates chosen in the mini-program's admin console.
+    wechat_template_class_reminder: str = "class-reminder"
+    wechat_template_waitlist_promoted: str = "waitlist-promoted"
 
     # Only behind a proxy that overwrites X-Forwarded-For / X-Real-IP: otherwise clients could pick the
     # address that login rate limits count against.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ from models.evening_classes.schemas import (
 from models.evening_classes.tables import Attendance, EveningClass, Signup, TermRequirement, waitlist_seq
 from models.learning.rules import SHANGHAI, school_year_of
 from models.learning.service import credit_hours
+from models.notifications import service as notifications
 from models.pagination import PageQuery, keyset_page
 from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
@@ -309,7 +311,7 @@ async def _position(session: AsyncSession, signup: Signup) -> int:
 
 # ---- signing up and cancelling ------------------------------------------------------------------------
 async def sign_up(
-    session: AsyncSession, principal: Principal, class_id: uuid.UUID, now: datetime
+    session: AsyncSession, principal: Principal, class_id: uuid.UUID, now: datetime, templates: Templates
 ) -> tuple[SignupOut, Signup]:
     evening = await get_class(session, principal, class_id, as_parent=True)
     if evening.cancelled_at is not None:
@@ -348,6 +350,7 @@ async def sign_up(
     if seat.scalar_one_or_none() is not None:
         signup.status = "confirmed"
         await session.flush()
+        await _remind(session, evening, principal.id, templates, now)
         return SignupOut(class_id=evening.id, status="confirmed"), signup
     return SignupOut(
         class_id=evening.id, status="waitlisted", position=await _position(session, signup)
@@ -355,7 +358,7 @@ async def sign_up(
 
 
 async def cancel_signup(
-    session: AsyncSession, principal: Principal, class_id: uuid.UUID, now: datetime
+    session: AsyncSession, principal: Principal, class_id: uuid.UUID, now: datetime, templates: Templates
 ) -> Signup | None:
     """Cancel the caller's sign-up; a freed seat goes to the first on the waitlist, who is returned."""
     await get_class(session, principal, class_id, as_parent=True)
@@ -379,6 +382,7 @@ async def cancel_signup(
         raise CancelClosed(f"取消截止时间：{_local(evening.cancel_deadline)}")
     was_confirmed = mine.status == "confirmed"
     mine.status, mine.cancelled_at = "cancelled", now
+    await notifications.cancel(session, kind="class_reminder", user_id=principal.id, subject_id=evening.id)
     promoted = None
     if was_confirmed:
         promoted = (
@@ -392,6 +396,21 @@ async def cancel_signup(
         ).scalar_one_or_none()
         if promoted is not None:
             promoted.status, promoted.promoted_at = "confirmed", now
+            await notifications.enqueue(
+                session,
+                kind="waitlist_promoted",
+                user_id=promoted.parent_user_id,
+                subject_id=promoted.id,  # a new sign-up after a cancel gets its own message
+                due_at=now,
+                template_id=templates.waitlist_promoted,
+                page=f"pages/evening-class/detail?id={evening.id}",
+                data={
+                    "thing1": evening.title[:20],
+                    "time2": _local(evening.starts_at),
+                    "thing3": "候补成功，已为您保留座位",
+                },
+            )
+            await _remind(session, evening, promoted.parent_user_id, templates, now)
         else:
             evening.confirmed_count -= 1
     await session.flush()
@@ -587,6 +606,35 @@ async def term_summaries(
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class Templates:
+    class_reminder: str
+    waitlist_promoted: str
+
+
+REMINDER_BEFORE = timedelta(days=1)
+
+
+async def _remind(
+    session: AsyncSession, evening: EveningClass, parent_id: uuid.UUID, templates: Templates, now: datetime
+) -> None:
+    """The day-before reminder for a confirmed seat (at once if the class is sooner than that)."""
+    await notifications.enqueue(
+        session,
+        kind="class_reminder",
+        user_id=parent_id,
+        subject_id=evening.id,
+        due_at=max(now, evening.starts_at - REMINDER_BEFORE),
+        template_id=templates.class_reminder,
+        page=f"pages/evening-class/detail?id={evening.id}",
+        data={
+            "thing1": evening.title[:20],
+            "time2": _local(evening.starts_at),
+            "thing3": (evening.place or "线上")[:20],
+        },
+    )
 
 
 def _local(moment: datetime) -> str:
