@@ -262,8 +262,15 @@ class ApiHandler(tornado.web.RequestHandler):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One transaction; committed on success (and on errors that keep their writes), then the
-        caches outside the database hear what changed."""
-        async with self.deps.sessions() as session:
+        caches outside the database hear what changed.
+
+        When more transactions are already queued for this process's connections than it can get
+        through in about a second, answer 429 with Retry-After at once instead of letting the request
+        wait towards a timeout (a sign-up rush must shed load, not hang)."""
+        gate = self.deps.db_gate
+        if gate.queued >= self.deps.settings.max_queued_transactions:
+            raise RateLimited(1, "当前人数较多，请稍后重试", code="overloaded")
+        async with gate, self.deps.sessions() as session:
             try:
                 async with session.begin():
                     try:

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     max_upload_bytes: int = 10 * 1024 * 1024
 
+    # Transactions a process lets wait for a database connection before answering 429 (a pool of 10
+    # connections clears a few hundred short transactions per second).
+    max_queued_transactions: int = 200
+
     password_max_failures: int = 5
     password_lockout_seconds: int = 15 * 60
     login_rate_per_minute: int = 30

@@ -3,6 +3,7 @@ and the per-process services built from them."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,24 @@ def shanghai_now() -> datetime:
     return datetime.now(SHANGHAI)
 
 
+class DatabaseGate:
+    """Admits as many transactions as the pool has connections; counts the ones waiting."""
+
+    def __init__(self, slots: int) -> None:
+        self._slots = asyncio.Semaphore(max(1, slots))
+        self.queued = 0
+
+    async def __aenter__(self) -> None:
+        self.queued += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.queued -= 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._slots.release()
+
+
 @dataclass
 class Deps:
     settings: Settings
@@ -39,6 +58,7 @@ class Deps:
     wechat: WechatGateway = field(init=False)
     signer: TokenSigner = field(init=False)
     cipher: FieldCipher = field(init=False)
+    db_gate: DatabaseGate = field(init=False)
     local: LocalCache = field(init=False)
     lessons: LessonDirectory = field(init=False)
     progress: ProgressTracker = field(init=False)
@@ -56,6 +76,7 @@ class Deps:
         )
         self.signer = TokenSigner(s.jwt_secret.get_secret_value(), s.jwt_issuer, s.access_token_ttl)
         self.cipher = FieldCipher(s.field_encryption_key.get_secret_value())
+        self.db_gate = DatabaseGate(self.engine.pool.size())  # type: ignore[attr-defined]
         self.local = LocalCache(self.redis, self.keys)
         self.lessons = LessonDirectory(self.sessions)
         self.progress = ProgressTracker(

@@ -1,0 +1,32 @@
+"""A process sheds load with 429 once too many transactions wait for a database connection."""
+
+from __future__ import annotations
+
+import asyncio
+
+from server.app import API
+from server.config import Settings
+from server.deps import Deps
+from tests.builders import make_world
+from tests.client import Api
+
+
+async def test_queued_transactions_beyond_the_limit_get_429_with_retry_after(
+    api: Api, deps: Deps, settings: Settings
+) -> None:
+    world = await make_world(deps)
+    token = world.token("parent_a")
+    settings.max_queued_transactions = 0
+    refused = await api.get(f"{API}/me/learning", token=token)
+    assert refused.status == 429 and refused.code == "overloaded"
+    assert refused.headers["Retry-After"] == "1"
+    settings.max_queued_transactions = 200
+    assert (await api.get(f"{API}/me/learning", token=token)).status == 200
+
+
+async def test_a_burst_within_the_limit_is_served(api: Api, deps: Deps, settings: Settings) -> None:
+    world = await make_world(deps)
+    token = world.token("parent_a")
+    responses = await asyncio.gather(*(api.get(f"{API}/me/learning", token=token) for _ in range(100)))
+    assert {r.status for r in responses} == {200}
+    assert deps.db_gate.queued == 0
