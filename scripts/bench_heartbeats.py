@@ -82,11 +82,26 @@ TOKEN_TTL = 7200
 BENCH_NS = uuid.UUID("0b6c3a8e-2f1d-4a57-9a0e-6d3f1c2b5e41")
 CLASSROOM_NAME = "三年级1班"
 MEMORY_INTERVAL = 5.0
+WARM_CONCURRENCY = 32
 SLICE_SECONDS = 5.0
 STATS_IDLE_FLUSH = 11.0  # PostgreSQL backends report statistics after at most 10 s idle
 # A psql read costs two transactions: the backend's start-up (authentication, database lookup) and the
 # SELECT; both are reported when psql disconnects.
 PSQL_TRANSACTIONS = 2
+SETTLE_TRIES = 8  # autovacuum, when it runs, keeps the count moving: then the last reading stands
+STATS_QUERY = """
+SELECT json_build_object(
+  'transactions', (SELECT xact_commit + xact_rollback FROM pg_stat_database
+                   WHERE datname = current_database()),
+  'course_reads', (SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_user_tables
+                   WHERE relname = 'course'),
+  'app_user_reads', (SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_user_tables
+                     WHERE relname = 'app_user'),
+  'progress_rows_inserted', (SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'lesson_progress'),
+  'progress_rows_updated', (SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'lesson_progress'),
+  'autovacuum_runs', (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)
+                      FROM pg_stat_user_tables))
+"""
 GOAL_P99_MS = 50.0
 GOAL_BEATS_PER_TRANSACTION = 100.0
 # "Flat": from the 15 s mark to the end, no process grows by more than this (whichever is larger).
@@ -187,6 +202,7 @@ class _OpenLoop:
     scheduled_at: array.array[float] = field(default_factory=lambda: array.array("d"))
     statuses: Counter[int] = field(default_factory=Counter)
     warm_statuses: Counter[int] = field(default_factory=Counter)
+    warm_pending: deque[_Beat] = field(default_factory=deque)
     error_samples: list[str] = field(default_factory=list)
     protocol_errors: int = 0
     connection_errors: int = 0
@@ -221,6 +237,8 @@ class _OpenLoop:
             self.warm_statuses[status] += 1
             if status != 200 and len(self.error_samples) < 5:
                 self.error_samples.append(f"warm-up {status}: {body[:200]!r}")
+            if self.warm_pending:
+                self.submit(self.warm_pending.popleft())
             return
         self.latencies.append(now - beat.scheduled)
         self.lags.append(beat.sent - beat.scheduled)
@@ -301,7 +319,10 @@ async def _generate(args: argparse.Namespace) -> dict[str, Any]:
                 f"GET /api/v1/me HTTP/1.1\r\n{host}Authorization: Bearer {token}\r\n"
                 "User-Agent: bench-heartbeats\r\n\r\n"
             ).encode()
-            gen.submit(_Beat(viewer, began, request, warm=True))
+            gen.warm_pending.append(_Beat(viewer, began, request, warm=True))
+        # a few at a time: setup, not a stress test (cold principals cost a PostgreSQL read each)
+        for _ in range(min(WARM_CONCURRENCY, viewers)):
+            gen.submit(gen.warm_pending.popleft())
         await asyncio.wait_for(gen.idle.wait(), 600)
         warm_seconds = time.perf_counter() - began
     print(json.dumps({"ready": True, "warm_seconds": warm_seconds, "warm_statuses": gen.warm_statuses}))
@@ -421,7 +442,9 @@ class TransactionCounter:
         self.psql = pg_bin("psql")
         self.reads = 0
 
-    def read(self) -> int:
+    def read(self) -> dict[str, int]:
+        """Transactions, and (to tell where they came from) reads of the tables a heartbeat may touch,
+        progress rows written, and autovacuum/autoanalyze runs: one query, one read."""
         out = subprocess.run(
             [
                 self.psql,
@@ -435,7 +458,7 @@ class TransactionCounter:
                 "-d",
                 "postgres",
                 "-c",
-                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+                STATS_QUERY,
             ],
             capture_output=True,
             text=True,
@@ -443,17 +466,18 @@ class TransactionCounter:
             timeout=30,
         )
         self.reads += 1
-        return int(out.stdout.strip())
+        values: dict[str, int] = json.loads(out.stdout)
+        return values
 
-    def settled(self, idle_wait: float) -> int:
+    def settled(self, idle_wait: float) -> dict[str, int]:
         """Wait until every backend reported (they do within 10 s of going idle), then read until two
         reads differ by just the earlier read's own transactions."""
         time.sleep(idle_wait)
         previous = self.read()
-        for _ in range(20):
+        for _ in range(SETTLE_TRIES):
             time.sleep(1.2)
             value = self.read()
-            if value - previous == PSQL_TRANSACTIONS:
+            if value["transactions"] - previous["transactions"] == PSQL_TRANSACTIONS:
                 return value
             previous = value
         log("PostgreSQL transaction count did not settle; using the last reading")
@@ -600,6 +624,27 @@ async def _outcome(setup: Setup) -> dict[str, Any]:
     return {"rows": row[0], "completed_rows": row[1], "mean_verified_seconds": round(float(row[2]), 1)}
 
 
+def tidy_redis(setup: Setup) -> None:
+    """Drop the viewers' lesson states (they are in PostgreSQL now) and compact Redis's append-only file,
+    which every run grows by some 50 MB: a large one slows the next start-up."""
+    client = redis_client()
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for user_id in setup.user_ids:
+                pipe.unlink(f"{REDIS_PREFIX}lesson:{user_id}:{setup.course_id}")
+            pipe.execute()
+        with contextlib.suppress(Exception):  # e.g. a rewrite Redis started by itself is under way
+            client.bgrewriteaof()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            info = client.info("persistence")
+            if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+                break
+            time.sleep(0.2)
+    finally:
+        client.close()
+
+
 def mint_tokens(secret: str, user_ids: list[uuid.UUID], path: Path) -> None:
     from server.security import TokenSigner
 
@@ -741,6 +786,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             after = counter.settled(STATS_IDLE_FLUSH)
             own = PSQL_TRANSACTIONS * (counter.reads - 1 - reads_before)
             outcome = asyncio.run(_outcome(setup))
+            tidy_redis(setup)
     finally:
         if loadgen is not None and loadgen.poll() is None:
             loadgen.kill()
@@ -753,14 +799,15 @@ def results(
     args: argparse.Namespace,
     setup: Setup,
     summary: dict[str, Any],
-    before: int,
-    after: int,
+    before: dict[str, int],
+    after: dict[str, int],
     own: int,
     samples: list[Sample],
     memory: list[MemoryPoint],
     outcome: dict[str, Any],
 ) -> dict[str, Any]:
-    transactions = after - before - own
+    transactions = after["transactions"] - before["transactions"] - own
+    deltas = {k: after[k] - before[k] for k in after if k != "transactions"}
     beats_per_tx = summary["ok"] / transactions if transactions > 0 else math.inf
     used, others, steal = cpu_shares(samples[0], samples[-1])
     server_cpu = (
@@ -796,10 +843,11 @@ def results(
         },
         "load": summary,
         "postgres": {
-            "transactions_before": before,
-            "transactions_after": after,
+            "transactions_before": before["transactions"],
+            "transactions_after": after["transactions"],
             "benchmark_transactions_subtracted": own,
             "transactions": transactions,
+            "during_the_run": deltas,
             "heartbeats_per_transaction": round(beats_per_tx, 1),
             **outcome,
         },
@@ -877,6 +925,14 @@ def report(r: dict[str, Any]) -> None:
         "reads); "
         f"{pg['heartbeats_per_transaction']:.0f} heartbeats per transaction; progress rows for the viewers "
         f"{pg['rows']} (mean {pg['mean_verified_seconds']:.0f} s verified)"
+    )
+    d = pg["during_the_run"]
+    inserted = d["progress_rows_inserted"]
+    print(
+        f"  in the run: progress rows inserted {inserted}, updated {d['progress_rows_updated']}; "
+        f"reads of course {d['course_reads'] - inserted} and app_user {d['app_user_reads'] - inserted} "
+        f"besides the inserts' foreign-key checks (lesson directory, principal loads); "
+        f"autovacuum/analyze runs {d['autovacuum_runs']}"
     )
     print()
     print(f"{'process':<34}{'CPU %':>8}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -313,43 +313,42 @@ async def _position(session: AsyncSession, signup: Signup) -> int:
 async def sign_up(
     session: AsyncSession, principal: Principal, class_id: uuid.UUID, now: datetime, templates: Templates
 ) -> tuple[SignupOut, Signup]:
-    evening = await get_class(session, principal, class_id, as_parent=True)
+    # Every sign-up of a class holds the class row's lock from here to its commit, so waitlist numbers
+    # are drawn in commit order and the position we answer is the one the parent really has.
+    evening = await get_class(session, principal, class_id, as_parent=True, lock=True)
     if evening.cancelled_at is not None:
         raise ClassCancelled()
     if not evening.signup_opens_at <= now < evening.signup_closes_at:
         raise SignupClosed(
             f"报名时间：{_local(evening.signup_opens_at)} 至 {_local(evening.signup_closes_at)}"
         )
+    # The row is locked and current: take a seat if one is left, else a place on the waitlist.
+    status = "confirmed" if evening.confirmed_count < evening.capacity else "waitlisted"
     # The partial unique index makes a second live sign-up impossible, however the requests race.
-    inserted = await session.execute(
-        insert(Signup)
-        .values(
-            id=uuid.uuid4(),
-            class_id=evening.id,
-            parent_user_id=principal.id,
-            status="waitlisted",
-            waitlist_seq=waitlist_seq.next_value(),
+    signup = (
+        await session.execute(
+            insert(Signup)
+            .values(
+                id=uuid.uuid4(),
+                class_id=evening.id,
+                parent_user_id=principal.id,
+                status=status,
+                waitlist_seq=waitlist_seq.next_value(),
+            )
+            .on_conflict_do_nothing(
+                # A literal predicate: as a bind parameter PostgreSQL cannot match it to the partial
+                # index once the prepared statement gets a generic plan ("no unique or exclusion
+                # constraint matching the ON CONFLICT specification").
+                index_elements=["class_id", "parent_user_id"],
+                index_where=text("status <> 'cancelled'"),
+            )
+            .returning(Signup)
         )
-        .on_conflict_do_nothing(
-            index_elements=["class_id", "parent_user_id"], index_where=Signup.status != "cancelled"
-        )
-        .returning(Signup.id)
-    )
-    signup_id = inserted.scalar_one_or_none()
-    if signup_id is None:
+    ).scalar_one_or_none()
+    if signup is None:
         raise AlreadySignedUp()
-    # Take a seat if one is left: the row lock of this UPDATE is what serialises a sign-up rush.
-    seat = await session.execute(
-        update(EveningClass)
-        .where(EveningClass.id == evening.id, EveningClass.confirmed_count < EveningClass.capacity)
-        .values(confirmed_count=EveningClass.confirmed_count + 1)
-        .returning(EveningClass.confirmed_count)
-    )
-    signup = await session.get(Signup, signup_id)
-    assert signup is not None
-    if seat.scalar_one_or_none() is not None:
-        signup.status = "confirmed"
-        await session.flush()
+    if status == "confirmed":
+        evening.confirmed_count += 1  # never past capacity: the check constraint stands behind this
         await _remind(session, evening, principal.id, templates, now)
         return SignupOut(class_id=evening.id, status="confirmed"), signup
     return SignupOut(
@@ -363,7 +362,14 @@ async def cancel_signup(
     """Cancel the caller's sign-up; a freed seat goes to the first on the waitlist, who is returned."""
     await get_class(session, principal, class_id, as_parent=True)
     evening = (
-        await session.execute(select(EveningClass).where(EveningClass.id == class_id).with_for_update())
+        await session.execute(
+            select(EveningClass)
+            .where(EveningClass.id == class_id)
+            .with_for_update()
+            # The row as it is once locked, not as get_class() read it before (another cancellation
+            # may have committed in between): confirmed_count is decremented from this value.
+            .execution_options(populate_existing=True)
+        )
     ).scalar_one()
     mine = (
         await session.execute(
@@ -647,7 +653,8 @@ async def required_per_term(session: AsyncSession, district_id: uuid.UUID, term:
             TermRequirement.district_id == district_id, TermRequirement.term == term
         )
     )
-    return found.scalar_one_or_none() or DEFAULT_CLASSES_PER_TERM
+    required = found.scalar_one_or_none()
+    return DEFAULT_CLASSES_PER_TERM if required is None else required
 
 
 async def set_required_per_term(

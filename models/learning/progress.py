@@ -2,7 +2,8 @@
 
 Each heartbeat is judged against the previous one (rules.judge_beat) and marks the 5-second buckets of
 the video it proves were watched; the state lives in one Redis hash per parent and lesson, updated
-optimistically (WATCH/MULTI) so concurrent beats from two devices cannot both take the same time.
+optimistically: read it, judge, then write it with a compare-and-set script that refuses if its revision
+moved meanwhile (two round trips), so concurrent beats from two devices cannot both take the same time.
 A flusher in every process moves dirty states to PostgreSQL about once a second, many per transaction.
 A completion is different: it is written to PostgreSQL, with its hours credit, inside the heartbeat
 request, so a crash can cost at most one flush interval of watch time and never a completion.
@@ -24,8 +25,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -41,7 +41,18 @@ FLUSH_INTERVAL = 1.0
 FLUSH_BATCH = 2000
 State = dict[bytes, bytes]
 COMPLETED_STATE_TTL = 30 * 24 * 3600
-MAX_WATCH_RETRIES = 8
+MAX_WRITE_RETRIES = 8
+
+# Write a lesson state only if its revision is still the one the beat read ('' = none yet: a new state,
+# or one hydrated or loaded from PostgreSQL), and mark it dirty for the flusher; 0 when it moved.
+# KEYS: state, dirty set. ARGV: revision read, new revision, pos, at, covered, verified, done, member.
+_WRITE_STATE = """
+if (redis.call('HGET', KEYS[1], 'rev') or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'rev', ARGV[2], 'pos', ARGV[3], 'at', ARGV[4], 'covered', ARGV[5],
+           'verified', ARGV[6], 'done', ARGV[7])
+redis.call('SADD', KEYS[2], ARGV[8])
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -80,55 +91,59 @@ class ProgressTracker:
         self._keys = keys
         self._sessions = sessions
         self._clock = clock
+        self._write_state = redis.register_script(_WRITE_STATE)
 
     # ---- heartbeats -----------------------------------------------------------------------------------
     async def beat(self, parent_id: uuid.UUID, lesson: Lesson, position: float) -> Progress:
         key = self._keys.lesson_state(str(parent_id), str(lesson.course_id))
         needed = buckets_needed(lesson.video_seconds)
         size = (-(-lesson.video_seconds // BUCKET_SECONDS) + 7) // 8
-        for _ in range(MAX_WATCH_RETRIES):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(key)
-                    state = cast(State, await pipe.hgetall(key))
-                    if not state and not await pipe.exists(self._keys.progress_hydrated()):
-                        state = await self._state_from_database(parent_id, lesson.course_id)
-                    now = self._clock()
-                    covered = bytearray(state.get(b"covered", b"").ljust(size, b"\0")[:size])
-                    judged = judge_beat(
-                        previous_position=float(state[b"pos"]) if b"pos" in state else None,
-                        previous_at=float(state[b"at"]) if b"at" in state else None,
-                        position=position,
-                        at=now,
-                        video_seconds=lesson.video_seconds,
-                    )
-                    if not judged.empty:
-                        _set_buckets(covered, judged.first_bucket, judged.last_bucket)
-                    buckets = _count(covered)
-                    was_complete = state.get(b"done") == b"1"
-                    completes = not was_complete and buckets >= needed
-                    verified = min(lesson.video_seconds, buckets * BUCKET_SECONDS)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.hset(
-                        key,
-                        mapping={
-                            "pos": f"{min(position, lesson.video_seconds):.1f}",
-                            "at": f"{now:.3f}",
-                            "covered": bytes(covered),
-                            "verified": str(verified),
-                            "done": b"1" if was_complete or completes else b"0",
-                        },
-                    )
-                    pipe.sadd(self._keys.progress_dirty(), f"{parent_id}:{lesson.course_id}")
-                    await pipe.execute()
-                except WatchError:
-                    continue
+        dirty = f"{parent_id}:{lesson.course_id}"
+        for _ in range(MAX_WRITE_RETRIES):
+            state = cast(State, await self._redis.hgetall(key))
+            if not state and not await self._redis.exists(self._keys.progress_hydrated()):
+                state = await self._state_from_database(parent_id, lesson.course_id)
+            now = self._clock()
+            covered = bytearray(state.get(b"covered", b"").ljust(size, b"\0")[:size])
+            judged = judge_beat(
+                previous_position=float(state[b"pos"]) if b"pos" in state else None,
+                previous_at=float(state[b"at"]) if b"at" in state else None,
+                position=position,
+                at=now,
+                video_seconds=lesson.video_seconds,
+            )
+            if not judged.empty:
+                _set_buckets(covered, judged.first_bucket, judged.last_bucket)
+            buckets = _count(covered)
+            was_complete = state.get(b"done") == b"1"
+            completes = not was_complete and buckets >= needed
+            verified = min(lesson.video_seconds, buckets * BUCKET_SECONDS)
+            revision = state.get(b"rev", b"")
+            written = await self._write_state(
+                keys=[key, self._keys.progress_dirty()],
+                args=[
+                    revision,
+                    int(revision or 0) + 1,
+                    f"{min(position, lesson.video_seconds):.1f}",
+                    f"{now:.3f}",
+                    bytes(covered),
+                    verified,
+                    b"1" if was_complete or completes else b"0",
+                    dirty,
+                ],
+            )
+            if not written:
+                continue  # another beat (another device) wrote first: judge again against its state
             if completes:
                 try:
                     await self._complete(parent_id, lesson, key)
                 except Exception:
-                    # Not in PostgreSQL: let the next heartbeat complete it again rather than lose it.
-                    await self._redis.hset(key, "done", b"0")
+                    # Not in PostgreSQL: let the next heartbeat complete it again rather than lose it
+                    # (the new revision makes a beat that read `done` meanwhile write again).
+                    async with self._redis.pipeline(transaction=True) as pipe:
+                        pipe.hset(key, "done", b"0")
+                        pipe.hincrby(key, "rev", 1)
+                        await pipe.execute()
                     raise
             return Progress(
                 position=min(position, lesson.video_seconds),
@@ -233,6 +248,26 @@ def _row_state(row: LessonProgress) -> State:
     }
 
 
+def _upsert_statement() -> Any:
+    table = cast(Table, LessonProgress.__table__)
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=["parent_user_id", "course_id"],
+        set_={
+            "position": stmt.excluded.position,
+            "last_beat_at": stmt.excluded.last_beat_at,
+            "covered": stmt.excluded.covered,
+            "verified_seconds": stmt.excluded.verified_seconds,
+            "completed_at": func.coalesce(table.c.completed_at, stmt.excluded.completed_at),
+            "updated_at": func.now(),
+        },
+    )
+
+
+# Built once: executed with many parameter sets, it is compiled once per process, not once per flush.
+_UPSERT = _upsert_statement()
+
+
 async def _upsert(
     session: AsyncSession, rows: list[tuple[uuid.UUID, uuid.UUID, State]], *, completed: bool
 ) -> None:
@@ -249,20 +284,12 @@ async def _upsert(
                 "last_beat_at": Decimal(state.get(b"at", b"0").decode()),
                 "covered": covered,
                 "verified_seconds": verified,
-                "completed_at": func.now() if completed else None,
+                "completed_at": None,
             }
         )
-    stmt = insert(LessonProgress).values(values)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["parent_user_id", "course_id"],
-            set_={
-                "position": stmt.excluded.position,
-                "last_beat_at": stmt.excluded.last_beat_at,
-                "covered": stmt.excluded.covered,
-                "verified_seconds": stmt.excluded.verified_seconds,
-                "completed_at": func.coalesce(LessonProgress.completed_at, stmt.excluded.completed_at),
-                "updated_at": func.now(),
-            },
-        )
-    )
+    if completed:
+        for value in values:
+            value["completed_at"] = func.now()
+        await session.execute(_UPSERT.values(values))
+    else:
+        await session.execute(_UPSERT, values)
