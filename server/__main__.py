@@ -28,6 +28,7 @@ from server.migrate import upgrade
 from server.wechat_sandbox import SANDBOX_APPID, SANDBOX_SECRET
 
 log = logging.getLogger("server")
+LISTEN_BACKLOG = 4096
 
 
 def free_port() -> int:
@@ -97,7 +98,9 @@ def serve(settings: Settings) -> None:
     The parent only supervises: it passes SIGINT/SIGTERM on, replaces a worker that crashed, and
     returns once every worker has finished its graceful stop, so the embedded servers it then stops
     are still there for the workers' last flush."""
-    sockets = tornado.netutil.bind_sockets(settings.port)
+    # A deep accept queue: a sign-up rush opens thousands of connections at once, and the default (128)
+    # makes the kernel reset the overflow before we could answer even a 429.
+    sockets = tornado.netutil.bind_sockets(settings.port, backlog=LISTEN_BACKLOG)
     workers = settings.processes or tornado.process.cpu_count()
     if workers == 1:
         asyncio.run(_serve(settings, sockets))

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+
+# Per process. Past this, a command waits (up to POOL_WAIT_SECONDS) for a connection instead of failing.
+MAX_CONNECTIONS = 200
+POOL_WAIT_SECONDS = 5
 
 
 def make_redis(url: str) -> Redis:
-    return Redis.from_url(url, decode_responses=False, health_check_interval=30, max_connections=200)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_SECONDS, health_check_interval=30
+    )
+    return Redis(connection_pool=pool)
 
 
 class Keys:
