@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from handlers.base import ApiHandler, Operation, idempotent
-from handlers.organisation import DISTRICT_ADMINS, SCHOOL_ADMINS
+from handlers.organisation import SCHOOL_ADMINS
+from models.accounts.rules import DISTRICT_ADMINS
 from models.accounts.tables import District
 from models.catalog import service as catalog
 from models.catalog.schemas import AssignmentIn, AssignmentOut, CourseIn, CourseOut, CourseQuery

@@ -7,7 +7,7 @@ import hmac
 from typing import ClassVar
 
 from handlers.base import ApiHandler, Operation, idempotent
-from models.accounts.rules import Role
+from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, DISTRICT_READERS, PARENTS, STAFF_ROLES
 from models.evening_classes import service as evening
 from models.evening_classes.rules import CHECKIN_PERIOD_SECONDS, checkin_open, checkin_token, valid_term
 from models.evening_classes.schemas import (
@@ -28,9 +28,7 @@ from models.pagination import Page
 from server.errors import Forbidden, NotFound
 
 EveningClassPage = Page[EveningClassOut]
-SCHEDULERS = frozenset({Role.teacher, Role.school_admin, Role.district_admin})
-PARENTS = frozenset({Role.parent})
-DISTRICT_READERS = frozenset({Role.district_admin, Role.evaluator})
+SCHEDULERS = STAFF_ROLES
 
 
 class _EveningHandler(ApiHandler):
@@ -241,8 +239,7 @@ class SchoolTermSummaryHandler(_EveningHandler):
 
     async def get(self, school_id: str, term: str) -> None:
         wanted = self.term(term)
-        admins = frozenset({Role.school_admin, Role.district_admin})
-        async with self.school_scope(school_id, admins) as (session, school):
+        async with self.school_scope(school_id, ADMIN_ROLES) as (session, school):
             required = await evening.required_per_term(session, school.district_id, wanted)
             [out] = await evening.term_summaries(session, [school], wanted, self.deps.clock(), required)
         self.send(out)
@@ -279,7 +276,7 @@ class TermRequirementHandler(_EveningHandler):
     async def put(self, district_id: str, term: str) -> None:
         data = self.body(TermRequirementIn)
         wanted = self.term(term)
-        async with self.district_scope(district_id, frozenset({Role.district_admin})) as (session, district):
+        async with self.district_scope(district_id, DISTRICT_ADMINS) as (session, district):
             await evening.set_required_per_term(session, district.id, wanted, data.required, self.me.id)
             out = await evening.district_summary(session, district.id, wanted, self.deps.clock())
         self.send(out)

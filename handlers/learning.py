@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from handlers.base import ApiHandler, Operation, idempotent
-from handlers.organisation import DISTRICT_ADMINS, SCHOOL_ADMINS
-from models.accounts.rules import Role
+from handlers.organisation import SCHOOL_ADMINS
+from models.accounts.rules import DISTRICT_ADMINS, DISTRICT_READERS, PARENTS
 from models.catalog import service as catalog
 from models.learning import service as learning
 from models.learning.certificate import render_certificate_pdf
@@ -27,7 +27,6 @@ from models.pagination import Page
 from server.errors import Forbidden, NotFound, ValidationFailed
 
 CertificatePage = Page[CertificateOut]
-PARENTS = frozenset({Role.parent})
 
 
 class MyLearningHandler(ApiHandler):
@@ -136,7 +135,7 @@ class RequirementsHandler(ApiHandler):
 
     async def get(self, district_id: str, school_year: str) -> None:
         year = self._year(school_year)
-        async with self.district_scope(district_id, frozenset({Role.district_admin, Role.evaluator})) as (
+        async with self.district_scope(district_id, DISTRICT_READERS) as (
             s,
             d,
         ):

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from handlers.base import ApiHandler, Operation, idempotent
 from models.accounts import organisation, roster
-from models.accounts.rules import Role
+from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, STAFF_ROLES, Role
 from models.accounts.schemas import (
     BindingCodeOut,
     ClassroomIn,
@@ -28,9 +28,8 @@ from models.accounts.schemas import (
 )
 from models.pagination import Page, PageQuery
 
-SCHOOL_ADMINS = frozenset({Role.school_admin, Role.district_admin})
-SCHOOL_STAFF = frozenset({Role.teacher, Role.school_admin, Role.district_admin})
-DISTRICT_ADMINS = frozenset({Role.district_admin})
+SCHOOL_ADMINS = ADMIN_ROLES
+SCHOOL_STAFF = STAFF_ROLES
 
 ClassroomPage = Page[ClassroomOut]
 StudentPage = Page[StudentOut]

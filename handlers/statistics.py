@@ -6,12 +6,10 @@ from typing import ClassVar
 
 from handlers.base import ApiHandler, Operation
 from handlers.organisation import SCHOOL_ADMINS
-from models.accounts.rules import Role
+from models.accounts.rules import DISTRICT_READERS
 from models.learning import statistics
 from models.learning.rules import school_year_of
 from models.learning.schemas import LearningQuery
-
-DISTRICT_READERS = frozenset({Role.district_admin, Role.evaluator})
 
 
 class _YearHandler(ApiHandler):

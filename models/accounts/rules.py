@@ -14,8 +14,12 @@ class Role(StrEnum):
     evaluator = "evaluator"
 
 
+# Who may call what: the role sets handlers authorise against (scope is checked separately).
 STAFF_ROLES = frozenset({Role.teacher, Role.school_admin, Role.district_admin})
 ADMIN_ROLES = frozenset({Role.school_admin, Role.district_admin})
+PARENTS = frozenset({Role.parent})
+DISTRICT_ADMINS = frozenset({Role.district_admin})
+DISTRICT_READERS = frozenset({Role.district_admin, Role.evaluator})
 
 GUARDIAN_RELATIONS = ("mother", "father", "grandparent", "other")
 
