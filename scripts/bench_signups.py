@@ -30,14 +30,15 @@ What it does, in one run (the service machinery is bench_platform's, in scripts/
 5. After the rush, the invariants are read from the database: oversold seats (confirmed sign-ups above
    capacity), double sign-ups (two live sign-ups of one parent in one class), the seat counter against
    the rows, waitlisted parents in classes with free seats, parents without a sign-up, reminder jobs.
-6. The PostgreSQL ceiling: pgbench (shipped with the embedded server) runs the same sign-up SQL as a
-   custom script (-M prepared, --pgbench-clients clients, --pgbench-seconds) on a separate set of 100
-   classes and 20,000 parents created for it: BEGIN; read the class with the parent's audience check;
-   INSERT the sign-up ON CONFLICT DO NOTHING on the partial unique index; take a seat with the
-   conditional UPDATE ... RETURNING; if seated, confirm the sign-up and INSERT its reminder into
-   notification_job (ON CONFLICT DO UPDATE ... WHERE cancelled, as the service does), else count the
-   waitlist position; COMMIT. Its classes have seats enough never to fill during the run, so every
-   pgbench transaction takes the confirmed path (one statement more than the waitlisted one).
+6. The PostgreSQL ceiling: pgbench (shipped with the embedded server) runs the service's sign-up SQL,
+   statement for statement, as a custom script (-M prepared, --pgbench-clients clients,
+   --pgbench-seconds) on a separate set of 100 classes and 20,000 parents created for it: BEGIN; read
+   and lock the class (SELECT ... FOR UPDATE, with the parent's audience check); INSERT the sign-up,
+   confirmed or waitlisted by the seats left, ON CONFLICT DO NOTHING on the partial unique index; if
+   confirmed, UPDATE the class's seat counter and INSERT the reminder into notification_job (ON CONFLICT
+   DO UPDATE ... WHERE cancelled), else count the waitlist position; COMMIT. Its classes have seats
+   enough never to fill during the run, so every pgbench transaction takes the confirmed path (one
+   statement more than the waitlisted one).
 7. Prints requests/s, sign-ups/s, p50/p99 latency, the time until the seats of every class that filled
    were taken, the invariants, errors, timeouts and 429s, CPU per process, pgbench's TPS and the
    ratios, and the verdicts: p99 < 300 ms, seats of the full classes taken within 3 s, the service at
@@ -115,7 +116,7 @@ PGBENCH_CLASSES = 100
 PGBENCH_PARENTS = 20_000
 PGBENCH_SEATS = 1_000_000  # never fills during the run: every transaction takes the confirmed path
 SLICE_SECONDS = 1.0
-SAMPLE_INTERVAL = 0.25
+SAMPLE_INTERVAL = 0.5
 GOAL_P99_MS = 300.0
 GOAL_FILL_SECONDS = 3.0
 GOAL_RATIO = 0.60
@@ -806,10 +807,12 @@ def describe_demand(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def pgbench_script(setup: Setup) -> str:
-    """The service's sign-up SQL for pgbench (-M prepared: the :variables become parameters).
-    No colon may appear but in casts and variables (pgbench would read `:name` as a variable, even
-    inside a string), hence chr(58). No nested \\if either: pgbench 16 loses track of the outer one
-    when the inner one ends in \\else (the next transaction then takes a wrong branch)."""
+    """The service's sign-up SQL (models/evening_classes/service.py, sign_up) for pgbench, statement
+    for statement: -M prepared, so the :variables become parameters, as asyncpg sends them.
+
+    No colon may appear but in casts and variables (pgbench reads `:name` as a variable even inside a
+    string), hence chr(58); and no nested \\if (pgbench 16 loses track of the outer one when the inner
+    one ends in \\else: the next transaction then takes a wrong branch)."""
     from models.demo import SCHOOL_A, demo_id
     from models.learning.rules import SHANGHAI
 
@@ -823,7 +826,7 @@ def pgbench_script(setup: Setup) -> str:
     return f"""\\set p random(0, {PGBENCH_PARENTS - 1})
 \\set c random(0, {PGBENCH_CLASSES - 1})
 BEGIN;
-SELECT id, capacity, confirmed_count, signup_opens_at, signup_closes_at, cancelled_at, starts_at, title, place
+SELECT capacity, confirmed_count, signup_opens_at, signup_closes_at, cancelled_at, starts_at, title, place
   FROM evening_class
  WHERE id = {cls}
    AND school_id = '{SCHOOL_A}'
@@ -831,25 +834,18 @@ SELECT id, capacity, confirmed_count, signup_opens_at, signup_closes_at, cancell
         OR (audience = 'grades' AND 3 = ANY(audience_grades))
         OR (audience = 'classrooms' AND '{classroom}'::uuid = ANY(audience_classroom_ids))
         OR (audience = 'invited' AND course_id IN (
-              SELECT course_id FROM course_assignment WHERE student_id = '{child}')));
+              SELECT course_id FROM course_assignment WHERE student_id = '{child}')))
+   FOR UPDATE \\gset
+\\set seated least(:capacity - :confirmed_count, 1)
 WITH s AS (
   INSERT INTO signup (id, class_id, parent_user_id, status, waitlist_seq)
-  VALUES (gen_random_uuid(), {cls}, {parent}, 'waitlisted', nextval('waitlist_seq'))
+  VALUES (gen_random_uuid(), {cls}, {parent},
+          CASE WHEN :seated::int = 1 THEN 'confirmed' ELSE 'waitlisted' END, nextval('waitlist_seq'))
   ON CONFLICT (class_id, parent_user_id) WHERE status <> 'cancelled' DO NOTHING
-  RETURNING id, waitlist_seq)
-SELECT count(*) AS inserted, coalesce(max(id::text), '') AS signup, coalesce(max(waitlist_seq), 0) AS seq
-  FROM s \\gset
-\\if :inserted = 1
-WITH u AS (
-  UPDATE evening_class SET confirmed_count = confirmed_count + 1
-   WHERE id = {cls} AND confirmed_count < capacity
-  RETURNING confirmed_count)
-SELECT count(*) AS seated FROM u \\gset
-\\else
-\\set seated -1
-\\endif
-\\if :seated = 1
-UPDATE signup SET status = 'confirmed' WHERE id = :signup::uuid;
+  RETURNING id, class_id, parent_user_id, status, waitlist_seq, promoted_at, cancelled_at, created_at)
+SELECT count(*) AS inserted, coalesce(max(waitlist_seq), 0) AS seq FROM s \\gset
+\\if :inserted = 1 AND :seated = 1
+UPDATE evening_class SET confirmed_count = :confirmed_count::int + 1 WHERE id = {cls};
 INSERT INTO notification_job (id, kind, user_id, subject_id, template_id, page, data, due_at, status,
                               attempts)
 VALUES (gen_random_uuid(), 'class_reminder', {parent}, {cls}, 'class-reminder',
@@ -862,7 +858,7 @@ ON CONFLICT (kind, user_id, subject_id) DO UPDATE
        lease_until = NULL, last_error = NULL, sent_at = NULL
  WHERE notification_job.status = 'cancelled'
 RETURNING id;
-\\elif :seated = 0
+\\elif :inserted = 1
 SELECT count(*) FROM signup WHERE class_id = {cls} AND status = 'waitlisted' AND waitlist_seq <= :seq;
 \\endif
 COMMIT;

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 1.0
 FLUSH_BATCH = 2000
+FLUSH_READ_CHUNK = 100
 State = dict[bytes, bytes]
 COMPLETED_STATE_TTL = 30 * 24 * 3600
 MAX_WRITE_RETRIES = 8
@@ -68,6 +69,15 @@ class Progress:
     verified_seconds: int
     required_seconds: int
     completed: bool
+
+
+# What a state holds; read with HMGET (a flat reply: about half the parsing of HGETALL's field/value map).
+STATE_FIELDS = (b"pos", b"at", b"covered", b"verified", b"done", b"rev")
+
+
+def _state(values: list[Any]) -> State:
+    """HMGET's reply (bytes, or None for a missing field; the client does not decode) as a state."""
+    return {field: value for field, value in zip(STATE_FIELDS, values, strict=True) if value is not None}
 
 
 def _set_buckets(covered: bytearray, first: int, last: int) -> None:
@@ -100,7 +110,7 @@ class ProgressTracker:
         size = (-(-lesson.video_seconds // BUCKET_SECONDS) + 7) // 8
         dirty = f"{parent_id}:{lesson.course_id}"
         for _ in range(MAX_WRITE_RETRIES):
-            state = cast(State, await self._redis.hgetall(key))
+            state = _state(await self._redis.hmget(key, STATE_FIELDS))
             if not state and not await self._redis.exists(self._keys.progress_hydrated()):
                 state = await self._state_from_database(parent_id, lesson.course_id)
             now = self._clock()
@@ -187,10 +197,14 @@ class ProgressTracker:
         for member in members:
             parent, course = (member.decode() if isinstance(member, bytes) else str(member)).split(":")
             pairs.append((uuid.UUID(parent), uuid.UUID(course)))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for parent_id, course_id in pairs:
-                pipe.hgetall(self._keys.lesson_state(str(parent_id), str(course_id)))
-            states = await pipe.execute()
+        # In chunks: parsing the replies is CPU-bound, and one pipeline of thousands of states would hold
+        # the event loop (and every heartbeat waiting on it) for tens of milliseconds.
+        states: list[State] = []
+        for first in range(0, len(pairs), FLUSH_READ_CHUNK):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for parent_id, course_id in pairs[first : first + FLUSH_READ_CHUNK]:
+                    pipe.hmget(self._keys.lesson_state(str(parent_id), str(course_id)), STATE_FIELDS)
+                states += [_state(values) for values in await pipe.execute()]
         rows: list[tuple[uuid.UUID, uuid.UUID, State]] = [
             (p, c, s) for (p, c), s in zip(pairs, states, strict=True) if s
         ]
