@@ -15,6 +15,7 @@ from contextlib import ExitStack, closing, suppress
 import tornado.httpserver
 import tornado.netutil
 import tornado.process
+import uvloop
 from pydantic import SecretStr
 
 from course_catalog.loader import load_catalogue
@@ -103,7 +104,7 @@ def serve(settings: Settings) -> None:
     sockets = tornado.netutil.bind_sockets(settings.port, backlog=LISTEN_BACKLOG)
     workers = settings.processes or tornado.process.cpu_count()
     if workers == 1:
-        asyncio.run(_serve(settings, sockets))
+        uvloop.run(_serve(settings, sockets))
         return
     stopping = False
     children: set[int] = set()
@@ -113,7 +114,7 @@ def serve(settings: Settings) -> None:
         if pid == 0:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
-            asyncio.run(_serve(settings, sockets))
+            uvloop.run(_serve(settings, sockets))
             os._exit(0)
         children.add(pid)
 

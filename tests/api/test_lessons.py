@@ -11,13 +11,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from models.catalog.tables import Course
 from models.learning.rules import SHANGHAI
 from models.learning.tables import HourCredit, LessonProgress
 from server.deps import Deps
-from tests.builders import FakeClock, World, make_course, make_world
+from tests.builders import FakeClock, World, make_course, make_parents, make_world
 from tests.client import Api
 
 API = "/api/v1"
@@ -389,3 +389,25 @@ async def test_only_parents_who_can_see_the_lesson_may_watch_it(api: Api, deps: 
     negative = await api.post(path.format(lesson.id), {"position": -1}, token=world.token("parent_a"))
     assert negative.status == 422
     assert (await api.post(path.format(lesson.id), {"position": 0})).status == 401
+
+
+async def test_a_burst_of_heartbeats_reads_an_unknown_lesson_from_postgresql_once(
+    api: Api, deps: Deps
+) -> None:
+    """When the lesson directory has no entry (start-up, or expiry), the heartbeats in flight share one
+    query instead of each asking PostgreSQL: a rush of viewers must not become a rush of queries."""
+    world, lesson, _ = await setup(deps)
+    viewers = await make_parents(deps, world.classroom_a, 20)
+    course_reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM course" in statement:
+            course_reads.append(statement)
+
+    event.listen(deps.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        answers = await asyncio.gather(*(beat(api, viewer.token, lesson, 0) for viewer in viewers))
+    finally:
+        event.remove(deps.engine.sync_engine, "before_cursor_execute", count)
+    assert {a["video_seconds"] for a in answers} == {600}
+    assert len(course_reads) == 1, course_reads
