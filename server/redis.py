@@ -13,7 +13,7 @@ def make_redis(url: str) -> Redis:
     pool = BlockingConnectionPool.from_url(
         url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_SECONDS, health_check_interval=30
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns its pool: aclose() closes the connections too
 
 
 class Keys:
