@@ -122,7 +122,7 @@ class SignupsHandler(_EveningHandler):
         self.body(SignupIn)
         self.require_parent()
         async with self.transaction() as session:
-            out, _ = await evening.sign_up(
+            out = await evening.sign_up(
                 session, self.me, self.path_uuid(class_id), self.deps.clock(), self.templates
             )
         self.send(out, status=201)

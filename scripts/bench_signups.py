@@ -2,8 +2,9 @@
 
     .venv/bin/python -m scripts.bench_signups [--parents 5000] [--classes 100] [--seats 60]
                                               [--retry-share 0.2] [--hot-classes 30] [--hot-share 0.5]
-                                              [--clients 256] [--cold] [--pgbench-clients 16]
-                                              [--pgbench-seconds 10] [--json]
+                                              [--clients 256] [--cold] [--max-queued-transactions N]
+                                              [--pgbench-clients 16] [--pgbench-seconds 10] [--keep]
+                                              [--json]
 
 What it does, in one run (the service machinery is bench_platform's, in scripts/benchlib.py):
 1. Starts the service (`python -m server`) with PROCESSES=2, its own embedded PostgreSQL and Redis
@@ -643,7 +644,9 @@ async def _prepare_database(args: argparse.Namespace, policy_version: str) -> Se
             await conn.execute(_classes_sql("class"), SCHOOL_A, args.classes, *common, args.seats)
             await conn.execute(_classes_sql("warm-class"), SCHOOL_A, 1, *common, WARM_SIGNUPS // 2)
             await conn.execute(_classes_sql("pgb-class"), SCHOOL_A, PGBENCH_CLASSES, *common, PGBENCH_SEATS)
-        await conn.execute("ANALYZE evening_class; ANALYZE signup; ANALYZE notification_job")
+        # Earlier runs' rows are deleted, but the same ids come back: without a vacuum their dead
+        # tuples (and index entries) would slow each run a little more than the one before.
+        await conn.execute("VACUUM (ANALYZE) evening_class, signup, notification_job, app_user")
     finally:
         await conn.close()
     return Setup(
@@ -992,7 +995,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     setup: Setup | None = None
     try:
         with stopping(started):
-            service, port = start_and_wait_service({"JWT_SECRET": secret, "REDIS_PREFIX": REDIS_PREFIX})
+            env = {"JWT_SECRET": secret, "REDIS_PREFIX": REDIS_PREFIX}
+            if args.max_queued_transactions is not None:
+                env["MAX_QUEUED_TRANSACTIONS"] = str(args.max_queued_transactions)
+            service, port = start_and_wait_service(env)
             started.append((service, "service"))
             try:
                 began = time.monotonic()
@@ -1149,6 +1155,7 @@ def results(
             "clients": args.clients,
             "warm_up": not args.cold,
             "timeout_s": args.timeout,
+            "max_queued_transactions": args.max_queued_transactions,
             "server_processes": PROCESSES,
             "cpu_count": os.cpu_count(),
             "course": setup.course_title,
@@ -1195,6 +1202,11 @@ def report(r: dict[str, Any]) -> None:
         f"{'warmed (GET /me per parent) and sign-up path warmed' if cfg['warm_up'] else 'cold'}; "
         f"{cfg['server_processes']} Tornado processes; {cfg['cpu_count']} CPUs shared by the service, Redis, "
         "PostgreSQL and the load generator"
+        + (
+            ""
+            if cfg["max_queued_transactions"] is None
+            else f"; MAX_QUEUED_TRANSACTIONS={cfg['max_queued_transactions']}"
+        )
     )
     print(f"demand: {demand['rule']}")
     for name in ("popular", "others"):
@@ -1334,6 +1346,11 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="no warm-up: caches and pools fill in the rush")
     parser.add_argument("--timeout", type=float, default=10.0, help="an answer later than this is a timeout")
     parser.add_argument("--deadline", type=float, default=180.0, help="give up on the rush after this many s")
+    parser.add_argument(
+        "--max-queued-transactions",
+        type=int,
+        help="the service's MAX_QUEUED_TRANSACTIONS (default: its own setting); lower sheds load sooner",
+    )
     parser.add_argument("--pgbench-clients", type=int, default=16)
     parser.add_argument("--pgbench-seconds", type=float, default=10.0)
     parser.add_argument("--keep", action="store_true", help="leave the classes and sign-ups in the database")

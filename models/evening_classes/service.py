@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, text
+from sqlalchemy import ColumnElement, Row, and_, false, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,11 +31,12 @@ from models.evening_classes.schemas import (
     SignupOut,
     TermSummary,
 )
-from models.evening_classes.tables import Attendance, EveningClass, Signup, TermRequirement, waitlist_seq
+from models.evening_classes.tables import Attendance, EveningClass, Signup, TermRequirement
 from models.learning.rules import SHANGHAI, school_year_of
 from models.learning.service import credit_hours
 from models.notifications import service as notifications
 from models.pagination import PageQuery, keyset_page
+from server.db import driver_connection
 from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 DEFAULT_LIST_DAYS = 60
@@ -189,6 +190,31 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
     return or_(_audience_of_children(principal), _staff_scope(principal, readers=True))
 
 
+async def _in_audience(session: AsyncSession, principal: Principal, evening: EveningClass | Row[Any]) -> bool:
+    """_audience_of_children() for one class already read: the same rule, checked in Python (a sign-up
+    rush reads one class per request, and building that SQL cost more than the query itself)."""
+    children = [c for c in principal.children if c.school_id == evening.school_id]
+    if not children:
+        return False
+    if evening.audience == "school":
+        return True
+    if evening.audience == "grades":
+        return any(c.grade in (evening.audience_grades or ()) for c in children)
+    if evening.audience == "classrooms":
+        return any(c.classroom_id in (evening.audience_classroom_ids or ()) for c in children)
+    if evening.audience == "invited":
+        assigned = await session.execute(
+            select(CourseAssignment.course_id)
+            .where(
+                CourseAssignment.course_id == evening.course_id,
+                CourseAssignment.student_id.in_([c.id for c in children]),
+            )
+            .limit(1)
+        )
+        return assigned.first() is not None
+    return False
+
+
 async def get_class(
     session: AsyncSession,
     principal: Principal,
@@ -198,12 +224,14 @@ async def get_class(
     lock: bool = False,
 ) -> EveningClass:
     """A class the caller may see (as a parent: one they are in the audience of), else 404."""
-    condition = _audience_of_children(principal) if as_parent else visible_to(principal)
-    stmt = select(EveningClass).where(EveningClass.id == class_id, condition)
+    if as_parent:
+        stmt = select(EveningClass).where(EveningClass.id == class_id)
+    else:
+        stmt = select(EveningClass).where(EveningClass.id == class_id, visible_to(principal))
     if lock:
         stmt = stmt.with_for_update()
     found = (await session.execute(stmt)).scalar_one_or_none()
-    if found is None:
+    if found is None or (as_parent and not await _in_audience(session, principal, found)):
         raise NotFound("夜校课程不存在")
     return found
 
@@ -266,7 +294,11 @@ async def describe(
         )
         .where(Signup.class_id.in_(ids), Signup.parent_user_id == principal.id, Signup.status != "cancelled")
     ):
-        position = await _position(session, signup) if signup.status == "waitlisted" else None
+        position = (
+            await _position(session, signup.class_id, signup.waitlist_seq)
+            if signup.status == "waitlisted"
+            else None
+        )
         mine[signup.class_id] = MySignup(status=signup.status, position=position, present=bool(present))
     return [
         EveningClassOut(
@@ -296,64 +328,67 @@ async def describe(
     ]
 
 
-async def _position(session: AsyncSession, signup: Signup) -> int:
-    ahead = await session.execute(
-        select(func.count())
-        .select_from(Signup)
-        .where(
-            Signup.class_id == signup.class_id,
-            Signup.status == "waitlisted",
-            Signup.waitlist_seq <= signup.waitlist_seq,
-        )
-    )
-    return int(ahead.scalar_one())
+async def _position(session: AsyncSession, class_id: uuid.UUID, waitlist_seq: int) -> int:
+    """Where a waitlisted sign-up stands: 1 for the next to be promoted."""
+    driver = await driver_connection(session)
+    return int(await driver.fetchval(_WAITLIST_POSITION, class_id, waitlist_seq))
 
 
 # ---- signing up and cancelling ------------------------------------------------------------------------
+# The sign-up's statements. The first goes through the session (it begins the transaction); the others are
+# sent on its asyncpg connection: a rush is CPU-bound, and SQLAlchemy costs several times what PostgreSQL
+# spends on them (see server.db.driver_connection). scripts/bench_signups.py runs the same SQL in pgbench.
+_LOCK_CLASS = text(
+    """
+SELECT id, school_id, course_id, title, place, starts_at, capacity, confirmed_count, audience,
+       audience_grades, audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at
+  FROM evening_class
+ WHERE id = :class_id
+   FOR UPDATE"""
+)
+# A seat if one is left ($4 = 'confirmed'), else a place on the waitlist. The partial unique index makes a
+# second live sign-up impossible however requests race (no row comes back then); the seat counter moves in
+# the same statement, under the class row's lock, with the check constraint behind it.
+_TAKE_PLACE = """
+WITH placed AS (
+    INSERT INTO signup (id, class_id, parent_user_id, status, waitlist_seq)
+    VALUES ($1, $2, $3, $4, nextval('waitlist_seq'))
+    ON CONFLICT (class_id, parent_user_id) WHERE status <> 'cancelled' DO NOTHING
+    RETURNING status, waitlist_seq
+), seated AS (
+    UPDATE evening_class SET confirmed_count = confirmed_count + 1
+     WHERE id = $2 AND EXISTS (SELECT 1 FROM placed WHERE status = 'confirmed')
+)
+SELECT waitlist_seq FROM placed"""
+_WAITLIST_POSITION = """
+SELECT count(*) FROM signup WHERE class_id = $1 AND status = 'waitlisted' AND waitlist_seq <= $2"""
+
+
 async def sign_up(
     session: AsyncSession, principal: Principal, class_id: uuid.UUID, now: datetime, templates: Templates
-) -> tuple[SignupOut, Signup]:
+) -> SignupOut:
     # Every sign-up of a class holds the class row's lock from here to its commit, so waitlist numbers
     # are drawn in commit order and the position we answer is the one the parent really has.
-    evening = await get_class(session, principal, class_id, as_parent=True, lock=True)
+    evening = (await session.execute(_LOCK_CLASS, {"class_id": class_id})).one_or_none()
+    if evening is None or not await _in_audience(session, principal, evening):
+        raise NotFound("夜校课程不存在")
     if evening.cancelled_at is not None:
         raise ClassCancelled()
     if not evening.signup_opens_at <= now < evening.signup_closes_at:
         raise SignupClosed(
             f"报名时间：{_local(evening.signup_opens_at)} 至 {_local(evening.signup_closes_at)}"
         )
-    # The row is locked and current: take a seat if one is left, else a place on the waitlist.
     status = "confirmed" if evening.confirmed_count < evening.capacity else "waitlisted"
-    # The partial unique index makes a second live sign-up impossible, however the requests race.
-    signup = (
-        await session.execute(
-            insert(Signup)
-            .values(
-                id=uuid.uuid4(),
-                class_id=evening.id,
-                parent_user_id=principal.id,
-                status=status,
-                waitlist_seq=waitlist_seq.next_value(),
-            )
-            .on_conflict_do_nothing(
-                # A literal predicate: as a bind parameter PostgreSQL cannot match it to the partial
-                # index once the prepared statement gets a generic plan ("no unique or exclusion
-                # constraint matching the ON CONFLICT specification").
-                index_elements=["class_id", "parent_user_id"],
-                index_where=text("status <> 'cancelled'"),
-            )
-            .returning(Signup)
-        )
-    ).scalar_one_or_none()
-    if signup is None:
+    driver = await driver_connection(session)
+    seq = await driver.fetchval(_TAKE_PLACE, uuid.uuid4(), evening.id, principal.id, status)
+    if seq is None:
         raise AlreadySignedUp()
     if status == "confirmed":
-        evening.confirmed_count += 1  # never past capacity: the check constraint stands behind this
         await _remind(session, evening, principal.id, templates, now)
-        return SignupOut(class_id=evening.id, status="confirmed"), signup
+        return SignupOut(class_id=evening.id, status="confirmed")
     return SignupOut(
-        class_id=evening.id, status="waitlisted", position=await _position(session, signup)
-    ), signup
+        class_id=evening.id, status="waitlisted", position=await _position(session, evening.id, seq)
+    )
 
 
 async def cancel_signup(
@@ -624,7 +659,11 @@ REMINDER_BEFORE = timedelta(days=1)
 
 
 async def _remind(
-    session: AsyncSession, evening: EveningClass, parent_id: uuid.UUID, templates: Templates, now: datetime
+    session: AsyncSession,
+    evening: EveningClass | Row[Any],
+    parent_id: uuid.UUID,
+    templates: Templates,
+    now: datetime,
 ) -> None:
     """The day-before reminder for a confirmed seat (at once if the class is sooner than that)."""
     await notifications.enqueue(

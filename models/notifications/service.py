@@ -5,11 +5,25 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+import orjson
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.notifications.tables import JobStatus, NotificationJob
+from server.db import driver_connection
+
+# One statement on the session's asyncpg connection (reminders are written with every confirmed sign-up).
+_ENQUEUE = f"""
+INSERT INTO notification_job
+       (id, kind, user_id, subject_id, template_id, page, data, due_at, status, attempts)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, '{JobStatus.pending}', 0)
+ON CONFLICT (kind, user_id, subject_id) DO UPDATE
+   SET template_id = excluded.template_id, page = excluded.page, data = excluded.data,
+       due_at = excluded.due_at, status = excluded.status, attempts = 0,
+       lease_until = NULL, last_error = NULL, sent_at = NULL
+ WHERE notification_job.status = '{JobStatus.cancelled}'
+RETURNING id
+"""  # noqa: S608 - constants only
 
 
 async def enqueue(
@@ -30,24 +44,18 @@ async def enqueue(
     who cancels and signs up again must still be reminded), which returns True like a new job."""
     if due_at.tzinfo is None:
         raise ValueError("due_at must be timezone-aware")
-    values = {
-        "kind": kind,
-        "user_id": user_id,
-        "subject_id": subject_id,
-        "due_at": due_at,
-        "template_id": template_id,
-        "page": page,
-        "data": data,
-        "status": JobStatus.pending,
-        "attempts": 0,
-    }
-    stmt = insert(NotificationJob).values(id=uuid.uuid4(), **values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["kind", "user_id", "subject_id"],
-        set_={**values, "lease_until": None, "last_error": None, "sent_at": None},
-        where=NotificationJob.status == JobStatus.cancelled,
+    driver = await driver_connection(session)
+    written = await driver.fetchval(
+        _ENQUEUE,
+        uuid.uuid4(),
+        kind,
+        user_id,
+        subject_id,
+        template_id,
+        page,
+        orjson.dumps(data).decode(),
+        due_at,
     )
-    written = await session.scalar(stmt.returning(NotificationJob.id))
     return written is not None
 
 

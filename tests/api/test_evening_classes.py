@@ -261,7 +261,13 @@ async def test_the_audience_decides_which_parents_see_a_class(api: Api, deps: De
     # Outside the audience a class does not exist for the parent, and cannot be signed up for.
     assert (await api.get(f"{API}/evening-classes/{grade3}", token=fifth.token)).status == 404
     assert (await sign_up(api, fifth.token, uuid.UUID(room))).status == 404
+    assert (await sign_up(api, fifth.token, uuid.UUID(grade3))).status == 404
+    assert (await sign_up(api, neighbour.token, uuid.UUID(room))).status == 404
+    assert (await sign_up(api, scene.token("parent_b"), uuid.UUID(whole))).status == 404
     assert (await sign_up(api, scene.token("parent_a"), invited["id"])).status == 404
+    # Inside it, the same rule lets them in.
+    assert (await sign_up(api, neighbour.token, uuid.UUID(grade3))).status == 201
+    assert (await sign_up(api, fifth.token, uuid.UUID(whole))).status == 201
 
     # The custom course is assigned to parent_a's child: the family is invited.
     assigned = await api.post(
