@@ -34,10 +34,11 @@ What it does, in one run (the service machinery is bench_platform's, in scripts/
 6. The PostgreSQL ceiling: pgbench (shipped with the embedded server) runs the service's sign-up SQL,
    statement for statement, as a custom script (-M prepared, --pgbench-clients clients,
    --pgbench-seconds) on a separate set of 100 classes and 20,000 parents created for it: BEGIN; read
-   and lock the class (SELECT ... FOR UPDATE, with the parent's audience check); INSERT the sign-up,
-   confirmed or waitlisted by the seats left, ON CONFLICT DO NOTHING on the partial unique index; if
-   confirmed, UPDATE the class's seat counter and INSERT the reminder into notification_job (ON CONFLICT
-   DO UPDATE ... WHERE cancelled), else count the waitlist position; COMMIT. Its classes have seats
+   and lock the class (SELECT ... FOR UPDATE; the service checks the audience in Python); in one
+   statement INSERT the sign-up, confirmed or waitlisted by the seats left, ON CONFLICT DO NOTHING on
+   the partial unique index, and move the class's seat counter if confirmed; then, if confirmed, INSERT
+   the reminder into notification_job (ON CONFLICT DO UPDATE ... WHERE cancelled), else count the
+   waitlist position; COMMIT. Its classes have seats
    enough never to fill during the run, so every pgbench transaction takes the confirmed path (one
    statement more than the waitlisted one).
 7. Prints requests/s, sign-ups/s, p50/p99 latency, the time until the seats of every class that filled
@@ -816,11 +817,8 @@ def pgbench_script(setup: Setup) -> str:
     No colon may appear but in casts and variables (pgbench reads `:name` as a variable even inside a
     string), hence chr(58); and no nested \\if (pgbench 16 loses track of the outer one when the inner
     one ends in \\else: the next transaction then takes a wrong branch)."""
-    from models.demo import SCHOOL_A, demo_id
     from models.learning.rules import SHANGHAI
 
-    child = bench_uuid("student", 0)
-    classroom = demo_id(f"a-{CLASSROOM_NAME}")
     local = setup.starts_at.astimezone(SHANGHAI)
     title = setup.course_title[:20].replace("'", "''")
     # bench_uuid() in SQL: md5 of 'bench-signups:<kind>:<i>', its colons spelled chr(58)
@@ -829,26 +827,24 @@ def pgbench_script(setup: Setup) -> str:
     return f"""\\set p random(0, {PGBENCH_PARENTS - 1})
 \\set c random(0, {PGBENCH_CLASSES - 1})
 BEGIN;
-SELECT capacity, confirmed_count, signup_opens_at, signup_closes_at, cancelled_at, starts_at, title, place
+SELECT id, school_id, course_id, title, place, starts_at, capacity, confirmed_count, audience,
+       audience_grades, audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at
   FROM evening_class
  WHERE id = {cls}
-   AND school_id = '{SCHOOL_A}'
-   AND (audience = 'school'
-        OR (audience = 'grades' AND 3 = ANY(audience_grades))
-        OR (audience = 'classrooms' AND '{classroom}'::uuid = ANY(audience_classroom_ids))
-        OR (audience = 'invited' AND course_id IN (
-              SELECT course_id FROM course_assignment WHERE student_id = '{child}')))
    FOR UPDATE \\gset
 \\set seated least(:capacity - :confirmed_count, 1)
-WITH s AS (
-  INSERT INTO signup (id, class_id, parent_user_id, status, waitlist_seq)
-  VALUES (gen_random_uuid(), {cls}, {parent},
-          CASE WHEN :seated::int = 1 THEN 'confirmed' ELSE 'waitlisted' END, nextval('waitlist_seq'))
-  ON CONFLICT (class_id, parent_user_id) WHERE status <> 'cancelled' DO NOTHING
-  RETURNING id, class_id, parent_user_id, status, waitlist_seq, promoted_at, cancelled_at, created_at)
-SELECT count(*) AS inserted, coalesce(max(waitlist_seq), 0) AS seq FROM s \\gset
+WITH placed AS (
+    INSERT INTO signup (id, class_id, parent_user_id, status, waitlist_seq)
+    VALUES (gen_random_uuid(), {cls}, {parent},
+            CASE WHEN :seated::int = 1 THEN 'confirmed' ELSE 'waitlisted' END, nextval('waitlist_seq'))
+    ON CONFLICT (class_id, parent_user_id) WHERE status <> 'cancelled' DO NOTHING
+    RETURNING status, waitlist_seq
+), seated AS (
+    UPDATE evening_class SET confirmed_count = confirmed_count + 1
+     WHERE id = {cls} AND EXISTS (SELECT 1 FROM placed WHERE status = 'confirmed')
+)
+SELECT count(*) AS inserted, coalesce(max(waitlist_seq), 0) AS seq FROM placed \\gset
 \\if :inserted = 1 AND :seated = 1
-UPDATE evening_class SET confirmed_count = :confirmed_count::int + 1 WHERE id = {cls};
 INSERT INTO notification_job (id, kind, user_id, subject_id, template_id, page, data, due_at, status,
                               attempts)
 VALUES (gen_random_uuid(), 'class_reminder', {parent}, {cls}, 'class-reminder',
@@ -857,7 +853,8 @@ VALUES (gen_random_uuid(), 'class_reminder', {parent}, {cls}, 'class-reminder',
                            'thing3', '压测报告厅'),
         greatest(now(), to_timestamp({int(setup.starts_at.timestamp())}) - interval '1 day'), 'pending', 0)
 ON CONFLICT (kind, user_id, subject_id) DO UPDATE
-   SET status = 'pending', attempts = 0, due_at = excluded.due_at, data = excluded.data,
+   SET template_id = excluded.template_id, page = excluded.page, data = excluded.data,
+       due_at = excluded.due_at, status = excluded.status, attempts = 0,
        lease_until = NULL, last_error = NULL, sent_at = NULL
  WHERE notification_job.status = 'cancelled'
 RETURNING id;

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, false, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, false, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -190,7 +190,9 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
     return or_(_audience_of_children(principal), _staff_scope(principal, readers=True))
 
 
-async def _in_audience(session: AsyncSession, principal: Principal, evening: EveningClass | Row[Any]) -> bool:
+async def _in_audience(
+    session: AsyncSession, principal: Principal, evening: EveningClass | LockedClass
+) -> bool:
     """_audience_of_children() for one class already read: the same rule, checked in Python (a sign-up
     rush reads one class per request, and building that SQL cost more than the query itself)."""
     children = [c for c in principal.children if c.school_id == evening.school_id]
@@ -335,17 +337,15 @@ async def _position(session: AsyncSession, class_id: uuid.UUID, waitlist_seq: in
 
 
 # ---- signing up and cancelling ------------------------------------------------------------------------
-# The sign-up's statements. The first goes through the session (it begins the transaction); the others are
-# sent on its asyncpg connection: a rush is CPU-bound, and SQLAlchemy costs several times what PostgreSQL
-# spends on them (see server.db.driver_connection). scripts/bench_signups.py runs the same SQL in pgbench.
-_LOCK_CLASS = text(
-    """
+# The sign-up's statements, sent on the session's asyncpg connection: a rush is CPU-bound, and SQLAlchemy
+# costs several times what PostgreSQL spends on them (see server.db.driver_connection).
+# scripts/bench_signups.py runs the same SQL in pgbench.
+_LOCK_CLASS = """
 SELECT id, school_id, course_id, title, place, starts_at, capacity, confirmed_count, audience,
        audience_grades, audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at
   FROM evening_class
- WHERE id = :class_id
+ WHERE id = $1
    FOR UPDATE"""
-)
 # A seat if one is left ($4 = 'confirmed'), else a place on the waitlist. The partial unique index makes a
 # second live sign-up impossible however requests race (no row comes back then); the seat counter moves in
 # the same statement, under the class row's lock, with the check constraint behind it.
@@ -364,12 +364,34 @@ _WAITLIST_POSITION = """
 SELECT count(*) FROM signup WHERE class_id = $1 AND status = 'waitlisted' AND waitlist_seq <= $2"""
 
 
+@dataclass(frozen=True, slots=True)
+class LockedClass:
+    """What a sign-up reads of its class (under the row lock)."""
+
+    id: uuid.UUID
+    school_id: uuid.UUID
+    course_id: uuid.UUID
+    title: str
+    place: str | None
+    starts_at: datetime
+    capacity: int
+    confirmed_count: int
+    audience: str
+    audience_grades: list[int] | None
+    audience_classroom_ids: list[uuid.UUID] | None
+    signup_opens_at: datetime
+    signup_closes_at: datetime
+    cancelled_at: datetime | None
+
+
 async def sign_up(
     session: AsyncSession, principal: Principal, class_id: uuid.UUID, now: datetime, templates: Templates
 ) -> SignupOut:
     # Every sign-up of a class holds the class row's lock from here to its commit, so waitlist numbers
     # are drawn in commit order and the position we answer is the one the parent really has.
-    evening = (await session.execute(_LOCK_CLASS, {"class_id": class_id})).one_or_none()
+    driver = await driver_connection(session)
+    row = await driver.fetchrow(_LOCK_CLASS, class_id)
+    evening = LockedClass(**row) if row is not None else None
     if evening is None or not await _in_audience(session, principal, evening):
         raise NotFound("夜校课程不存在")
     if evening.cancelled_at is not None:
@@ -379,8 +401,7 @@ async def sign_up(
             f"报名时间：{_local(evening.signup_opens_at)} 至 {_local(evening.signup_closes_at)}"
         )
     status = "confirmed" if evening.confirmed_count < evening.capacity else "waitlisted"
-    driver = await driver_connection(session)
-    seq = await driver.fetchval(_TAKE_PLACE, uuid.uuid4(), evening.id, principal.id, status)
+    seq = await driver.fetchval(_TAKE_PLACE, uuid.uuid4(), class_id, principal.id, status)
     if seq is None:
         raise AlreadySignedUp()
     if status == "confirmed":
@@ -660,7 +681,7 @@ REMINDER_BEFORE = timedelta(days=1)
 
 async def _remind(
     session: AsyncSession,
-    evening: EveningClass | Row[Any],
+    evening: EveningClass | LockedClass,
     parent_id: uuid.UUID,
     templates: Templates,
     now: datetime,
