@@ -18,6 +18,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 REDIS_START_TIMEOUT = 10.0
+REDIS_LOAD_TIMEOUT = 300.0
 
 
 @dataclass
@@ -80,8 +81,28 @@ class EmbeddedServers:
                 err = self._redis.stderr.read().decode() if self._redis.stderr else ""
                 raise RuntimeError(f"embedded Redis did not start: {err}")
             time.sleep(0.02)
+        self._wait_until_loaded(sock)
         log.info("embedded Redis running in %s", folder)
         return f"unix://{sock}"
+
+    def _wait_until_loaded(self, sock: Path) -> None:
+        """The socket is bound before Redis has read its append-only file back; until then every command
+        answers LOADING. Wait for a PING (a large file can take a while)."""
+        import redis
+
+        client = redis.Redis(unix_socket_path=str(sock))
+        deadline = time.monotonic() + REDIS_LOAD_TIMEOUT
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except (redis.BusyLoadingError, redis.ConnectionError):
+                    if self._redis is None or self._redis.poll() is not None or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self._redis is not None and self._redis.poll() is None:
