@@ -223,15 +223,12 @@ async def get_class(
     class_id: uuid.UUID,
     *,
     as_parent: bool = False,
-    lock: bool = False,
 ) -> EveningClass:
     """A class the caller may see (as a parent: one they are in the audience of), else 404."""
     if as_parent:
         stmt = select(EveningClass).where(EveningClass.id == class_id)
     else:
         stmt = select(EveningClass).where(EveningClass.id == class_id, visible_to(principal))
-    if lock:
-        stmt = stmt.with_for_update()
     found = (await session.execute(stmt)).scalar_one_or_none()
     if found is None or (as_parent and not await _in_audience(session, principal, found)):
         raise NotFound("夜校课程不存在")
