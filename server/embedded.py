@@ -17,8 +17,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-REDIS_START_TIMEOUT = 10.0
-REDIS_LOAD_TIMEOUT = 300.0
+REDIS_START_TIMEOUT = 300.0  # loading a large append-only file counts as starting
 
 
 @dataclass
@@ -75,32 +74,30 @@ class EmbeddedServers:
             # their last flush; we stop it ourselves afterwards.
             start_new_session=True,
         )
-        deadline = time.monotonic() + REDIS_START_TIMEOUT
-        while not sock.exists():
-            if self._redis.poll() is not None or time.monotonic() > deadline:
-                err = self._redis.stderr.read().decode() if self._redis.stderr else ""
-                raise RuntimeError(f"embedded Redis did not start: {err}")
-            time.sleep(0.02)
-        self._wait_until_loaded(sock)
+        self._wait_until_ready(sock, self._redis)
         log.info("embedded Redis running in %s", folder)
         return f"unix://{sock}"
 
-    def _wait_until_loaded(self, sock: Path) -> None:
-        """The socket is bound before Redis has read its append-only file back; until then every command
-        answers LOADING. Wait for a PING (a large file can take a while)."""
+    def _wait_until_ready(self, sock: Path, process: subprocess.Popen[bytes]) -> None:
+        """Until PING answers: the socket appears before Redis has read its append-only file back, and
+        until then every command answers LOADING (a large file can take a while)."""
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        client = redis.Redis(unix_socket_path=str(sock))
-        deadline = time.monotonic() + REDIS_LOAD_TIMEOUT
+        client = redis.Redis(unix_socket_path=str(sock), retry=Retry(NoBackoff(), 0))  # this loop retries
+        deadline = time.monotonic() + REDIS_START_TIMEOUT
         try:
             while True:
                 try:
                     client.ping()
                     return
-                except (redis.BusyLoadingError, redis.ConnectionError):
-                    if self._redis is None or self._redis.poll() is not None or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+                except (redis.BusyLoadingError, redis.ConnectionError) as exc:
+                    exited = process.poll() is not None
+                    if exited or time.monotonic() > deadline:
+                        err = process.stderr.read().decode() if exited and process.stderr else ""
+                        raise RuntimeError(f"embedded Redis did not start: {exc} {err}") from exc
+                    time.sleep(0.02)
         finally:
             client.close()
 
