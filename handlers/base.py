@@ -88,6 +88,8 @@ class ApiHandler(tornado.web.RequestHandler):
     request_id: str = ""
     _session_id: str | None = None
     _principal_json: bytes = b""
+    _sent: tuple[int, bytes] | None = None
+    _hold_response: bool = False  # @idempotent: the response waits until it is stored for replays
 
     def initialize(self, deps: Deps) -> None:
         self.deps = deps
@@ -205,7 +207,8 @@ class ApiHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self._sent = (status, data)
-        self.finish(data)
+        if not self._hold_response:
+            self.finish(data)
 
     def send_with_etag(self, data: bytes) -> None:
         """200 with a strong ETag, or 304 when the client already holds this representation."""
@@ -368,14 +371,21 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
                 raise Conflict("相同的请求正在处理中", code="idempotency_in_progress")
             self.set_header("Idempotent-Replayed", "true")
             return self.send(record["body"].encode(), status=int(record["status"]))
+        # The response is stored before it leaves: a client that retries as soon as it has the answer
+        # must find it to replay, not a request still in progress.
+        self._hold_response = True
         try:
             await method(self, *args, **kwargs)
         except BaseException:
             await redis.delete(key)
             raise
-        status, data = getattr(self, "_sent", (self.get_status(), b""))
+        finally:
+            self._hold_response = False
+        status, data = self._sent or (self.get_status(), b"")
         record = {"state": "done", "fp": fingerprint, "status": status, "body": data.decode()}
         await redis.set(key, orjson.dumps(record), ex=IDEMPOTENCY_SECONDS)
+        if self._sent is not None:
+            self.finish(data)
 
     return wrapper
 

@@ -121,10 +121,8 @@ class SignupsHandler(_EveningHandler):
     async def post(self, class_id: str) -> None:
         self.body(SignupIn)
         self.require_parent()
-        async with self.transaction() as session:
-            out = await evening.sign_up(
-                session, self.me, self.path_uuid(class_id), self.deps.clock(), self.templates
-            )
+        request = evening.SignupRequest(self.me, self.path_uuid(class_id), self.deps.clock(), self.templates)
+        out = await self.deps.signups.submit(request)
         self.send(out, status=201)
 
 

@@ -811,8 +811,10 @@ def describe_demand(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def pgbench_script(setup: Setup) -> str:
-    """The service's sign-up SQL (models/evening_classes/service.py, sign_up) for pgbench, statement
-    for statement: -M prepared, so the :variables become parameters, as asyncpg sends them.
+    """The service's sign-up SQL (models/evening_classes/service.py, sign_up_batch; notifications.enqueue)
+    for pgbench, statement for statement, each transaction a batch of one sign-up: -M prepared, so the
+    :variables become parameters, as asyncpg sends them. This is PostgreSQL's ceiling for sign-ups made one
+    transaction each; the service, which writes them in batches, may go past it.
 
     No colon may appear but in casts and variables (pgbench reads `:name` as a variable even inside a
     string), hence chr(58); and no nested \\if (pgbench 16 loses track of the outer one when the inner
@@ -830,36 +832,55 @@ BEGIN;
 SELECT id, school_id, course_id, title, place, starts_at, capacity, confirmed_count, audience,
        audience_grades, audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at
   FROM evening_class
- WHERE id = {cls}
+ WHERE id = ANY(ARRAY[{cls}])
+ ORDER BY id
    FOR UPDATE \\gset
-\\set seated least(:capacity - :confirmed_count, 1)
+\\set seated least(greatest(:capacity - :confirmed_count, 0), 1)
+SELECT s.class_id, s.parent_user_id, NULL::bigint AS waiting
+  FROM unnest(ARRAY[{cls}], ARRAY[{parent}]) AS asked(class_id, parent_user_id)
+  JOIN signup AS s
+    ON s.class_id = asked.class_id AND s.parent_user_id = asked.parent_user_id AND s.status <> 'cancelled'
+ UNION ALL
+SELECT class_id, NULL, count(*)
+  FROM signup
+ WHERE class_id = ANY(CASE WHEN :seated::int = 1 THEN ARRAY[]::uuid[] ELSE ARRAY[{cls}] END)
+   AND status = 'waitlisted'
+ GROUP BY class_id;
 WITH placed AS (
     INSERT INTO signup (id, class_id, parent_user_id, status, waitlist_seq)
-    VALUES (gen_random_uuid(), {cls}, {parent},
-            CASE WHEN :seated::int = 1 THEN 'confirmed' ELSE 'waitlisted' END, nextval('waitlist_seq'))
+    SELECT id, class_id, parent_user_id, status, nextval('waitlist_seq')
+      FROM unnest(ARRAY[gen_random_uuid()], ARRAY[{cls}], ARRAY[{parent}],
+                  ARRAY[CASE WHEN :seated::int = 1 THEN 'confirmed' ELSE 'waitlisted' END])
+           AS s(id, class_id, parent_user_id, status)
     ON CONFLICT (class_id, parent_user_id) WHERE status <> 'cancelled' DO NOTHING
-    RETURNING status, waitlist_seq
+    RETURNING id, class_id, status, waitlist_seq
 ), seated AS (
-    UPDATE evening_class SET confirmed_count = confirmed_count + 1
-     WHERE id = {cls} AND EXISTS (SELECT 1 FROM placed WHERE status = 'confirmed')
+    UPDATE evening_class AS e SET confirmed_count = e.confirmed_count + taken.seats
+      FROM (SELECT class_id, count(*) AS seats FROM placed WHERE status = 'confirmed' GROUP BY class_id)
+           AS taken
+     WHERE e.id = taken.class_id
 )
-SELECT count(*) AS inserted, coalesce(max(waitlist_seq), 0) AS seq FROM placed \\gset
+SELECT count(*) AS inserted FROM placed \\gset
 \\if :inserted = 1 AND :seated = 1
-INSERT INTO notification_job (id, kind, user_id, subject_id, template_id, page, data, due_at, status,
-                              attempts)
-VALUES (gen_random_uuid(), 'class_reminder', {parent}, {cls}, 'class-reminder',
-        'pages/evening-class/detail?id=' || {cls},
-        jsonb_build_object('thing1', '{title}', 'time2', '{local:%m月%d日 %H}' || chr(58) || '{local:%M}',
-                           'thing3', '压测报告厅'),
-        greatest(now(), to_timestamp({int(setup.starts_at.timestamp())}) - interval '1 day'), 'pending', 0)
-ON CONFLICT (kind, user_id, subject_id) DO UPDATE
-   SET template_id = excluded.template_id, page = excluded.page, data = excluded.data,
-       due_at = excluded.due_at, status = excluded.status, attempts = 0,
-       lease_until = NULL, last_error = NULL, sent_at = NULL
- WHERE notification_job.status = 'cancelled'
-RETURNING id;
-\\elif :inserted = 1
-SELECT count(*) FROM signup WHERE class_id = {cls} AND status = 'waitlisted' AND waitlist_seq <= :seq;
+WITH written AS (
+    INSERT INTO notification_job
+           (id, kind, user_id, subject_id, template_id, page, data, due_at, status, attempts)
+    SELECT id, kind, user_id, subject_id, template_id, page, data::jsonb, due_at, 'pending', 0
+      FROM unnest(ARRAY[gen_random_uuid()], ARRAY['class_reminder'], ARRAY[{parent}], ARRAY[{cls}],
+                  ARRAY['class-reminder'], ARRAY['pages/evening-class/detail?id=' || {cls}],
+                  ARRAY[jsonb_build_object('thing1', '{title}',
+                                           'time2', '{local:%m月%d日 %H}' || chr(58) || '{local:%M}',
+                                           'thing3', '压测报告厅')::text],
+                  ARRAY[greatest(now(), to_timestamp({int(setup.starts_at.timestamp())}) - interval '1 day')])
+           AS j(id, kind, user_id, subject_id, template_id, page, data, due_at)
+    ON CONFLICT (kind, user_id, subject_id) DO UPDATE
+       SET template_id = excluded.template_id, page = excluded.page, data = excluded.data,
+           due_at = excluded.due_at, status = excluded.status, attempts = 0,
+           lease_until = NULL, last_error = NULL, sent_at = NULL
+     WHERE notification_job.status = 'cancelled'
+    RETURNING 1
+)
+SELECT count(*) FROM written;
 \\endif
 COMMIT;
 """  # noqa: S608 - pgbench's script, made of constants
@@ -884,6 +905,7 @@ def run_pgbench(setup: Setup, service_pid: int, clients: int, seconds: float) ->
     command = [
         pg_bin("pgbench"),
         "-n",
+        "-r",  # per-statement latencies, in var/bench/signups-pgbench.out
         "-M",
         "prepared",
         "-c",
@@ -922,6 +944,7 @@ def run_pgbench(setup: Setup, service_pid: int, clients: int, seconds: float) ->
             proc.kill()
             proc.wait()
     text = out.decode(errors="replace")
+    (DATA_DIR / "signups-pgbench.out").write_text(text)
     if proc.returncode != 0:
         raise RuntimeError(f"pgbench failed with code {proc.returncode}:\n{text[-3000:]}")
 

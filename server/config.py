@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # Transactions a process lets wait for a database connection before answering 429 (a pool of 10
     # connections clears a few hundred short transactions per second).
     max_queued_transactions: int = 200
+    # Sign-ups a process lets wait for the next batch before answering 429 (sign-ups are written in
+    # batches, and a batch of 200 commits in a few tens of milliseconds).
+    max_queued_signups: int = 2000
 
     password_max_failures: int = 5
     password_lockout_seconds: int = 15 * 60

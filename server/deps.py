@@ -13,10 +13,13 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models.catalog.lessons import LessonDirectory
+from models.evening_classes.schemas import SignupOut
+from models.evening_classes.service import SignupRequest, sign_up_batch
 from models.learning.progress import ProgressTracker
 from models.notifications.worker import NotificationWorker
 from server.config import Settings
 from server.db import make_engine, make_session_factory
+from server.group_commit import GroupCommit
 from server.local_cache import LocalCache
 from server.redis import Keys, make_redis
 from server.security import FieldCipher, TokenSigner
@@ -63,6 +66,7 @@ class Deps:
     lessons: LessonDirectory = field(init=False)
     progress: ProgressTracker = field(init=False)
     notifications: NotificationWorker = field(init=False)
+    signups: GroupCommit[SignupRequest, SignupOut] = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -83,6 +87,9 @@ class Deps:
             self.redis, self.keys, self.sessions, clock=lambda: self.clock().timestamp()
         )
         self.notifications = NotificationWorker(self.sessions, self.wechat, clock=lambda: self.clock())
+        self.signups = GroupCommit(
+            self.sessions, sign_up_batch, max_waiting=lambda: self.settings.max_queued_signups
+        )
 
     @classmethod
     def build(cls, settings: Settings, *, pool_size: int = 10) -> Deps:

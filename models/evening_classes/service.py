@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -37,7 +39,7 @@ from models.learning.service import credit_hours
 from models.notifications import service as notifications
 from models.pagination import PageQuery, keyset_page
 from server.db import driver_connection
-from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from server.errors import AppError, Conflict, Forbidden, NotFound, ValidationFailed
 
 DEFAULT_LIST_DAYS = 60
 SCHEDULABLE_TIERS = {Tier.foundation.value, Tier.general.value, Tier.custom.value}
@@ -190,31 +192,35 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
     return or_(_audience_of_children(principal), _staff_scope(principal, readers=True))
 
 
-async def _in_audience(
-    session: AsyncSession, principal: Principal, evening: EveningClass | LockedClass
+def _in_audience(
+    principal: Principal, evening: EveningClass | LockedClass, invited: set[tuple[uuid.UUID, uuid.UUID]]
 ) -> bool:
-    """_audience_of_children() for one class already read: the same rule, checked in Python (a sign-up
-    rush reads one class per request, and building that SQL cost more than the query itself)."""
+    """_audience_of_children() for a class already read: the same rule, checked in Python (a sign-up rush
+    reads its classes anyway, and building that SQL cost more than the query). `invited` holds the
+    (course, student) assignments of the parent's children, from _invitations()."""
     children = [c for c in principal.children if c.school_id == evening.school_id]
-    if not children:
-        return False
     if evening.audience == "school":
-        return True
+        return bool(children)
     if evening.audience == "grades":
         return any(c.grade in (evening.audience_grades or ()) for c in children)
     if evening.audience == "classrooms":
         return any(c.classroom_id in (evening.audience_classroom_ids or ()) for c in children)
     if evening.audience == "invited":
-        assigned = await session.execute(
-            select(CourseAssignment.course_id)
-            .where(
-                CourseAssignment.course_id == evening.course_id,
-                CourseAssignment.student_id.in_([c.id for c in children]),
-            )
-            .limit(1)
-        )
-        return assigned.first() is not None
+        return any((evening.course_id, c.id) in invited for c in children)
     return False
+
+
+async def _invitations(
+    session: AsyncSession, classes: Iterable[EveningClass | LockedClass], principals: Iterable[Principal]
+) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """The (course, student) assignments that invite these parents' children to these classes (a query
+    only when one of the classes is for invited families)."""
+    courses = list({c.course_id for c in classes if c.audience == "invited"})
+    if not courses:
+        return set()
+    students = list({child.id for p in principals for child in p.children})
+    driver = await driver_connection(session)
+    return {(row["course_id"], row["student_id"]) for row in await driver.fetch(_INVITED, courses, students)}
 
 
 async def get_class(
@@ -230,7 +236,9 @@ async def get_class(
     else:
         stmt = select(EveningClass).where(EveningClass.id == class_id, visible_to(principal))
     found = (await session.execute(stmt)).scalar_one_or_none()
-    if found is None or (as_parent and not await _in_audience(session, principal, found)):
+    if found is None or (
+        as_parent and not _in_audience(principal, found, await _invitations(session, [found], [principal]))
+    ):
         raise NotFound("夜校课程不存在")
     return found
 
@@ -334,29 +342,51 @@ async def _position(session: AsyncSession, class_id: uuid.UUID, waitlist_seq: in
 
 
 # ---- signing up and cancelling ------------------------------------------------------------------------
-# The sign-up's statements, sent on the session's asyncpg connection: a rush is CPU-bound, and SQLAlchemy
-# costs several times what PostgreSQL spends on them (see server.db.driver_connection).
+# Sign-ups are written in batches (group commit, see server.group_commit): in a rush the requests that
+# arrive while one batch is being written go together in the next, one transaction for all of them.
+# Its statements are sent on the session's asyncpg connection: a rush is CPU-bound, and SQLAlchemy costs
+# several times what PostgreSQL spends on them (see server.db.driver_connection).
 # scripts/bench_signups.py runs the same SQL in pgbench.
-_LOCK_CLASS = """
+_LOCK_CLASSES = """
 SELECT id, school_id, course_id, title, place, starts_at, capacity, confirmed_count, audience,
        audience_grades, audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at
   FROM evening_class
- WHERE id = $1
+ WHERE id = ANY($1::uuid[])
+ ORDER BY id
    FOR UPDATE"""
-# A seat if one is left ($4 = 'confirmed'), else a place on the waitlist. The partial unique index makes a
-# second live sign-up impossible however requests race (no row comes back then); the seat counter moves in
-# the same statement, under the class row's lock, with the check constraint behind it.
-_TAKE_PLACE = """
+# Read once the locks are held (a statement of its own, so that its snapshot sees every sign-up committed
+# before): which of the (class, parent) pairs asked for already hold a live place, and how long the
+# waitlist already is of the classes ($3) where the batch may join it.
+_LIVE_SIGNUPS = """
+SELECT s.class_id, s.parent_user_id, NULL::bigint AS waiting
+  FROM unnest($1::uuid[], $2::uuid[]) AS asked(class_id, parent_user_id)
+  JOIN signup AS s
+    ON s.class_id = asked.class_id AND s.parent_user_id = asked.parent_user_id AND s.status <> 'cancelled'
+ UNION ALL
+SELECT class_id, NULL, count(*)
+  FROM signup
+ WHERE class_id = ANY($3::uuid[]) AND status = 'waitlisted'
+ GROUP BY class_id"""
+_INVITED = """
+SELECT course_id, student_id FROM course_assignment
+ WHERE course_id = ANY($1::uuid[]) AND student_id = ANY($2::uuid[])"""
+# Every place of the batch, and the seat counters moved by the seats taken. The partial unique index makes
+# a second live sign-up impossible whatever happens (no row comes back for it then), and the counter
+# follows the rows really inserted, with the check constraint behind it.
+_TAKE_PLACES = """
 WITH placed AS (
     INSERT INTO signup (id, class_id, parent_user_id, status, waitlist_seq)
-    VALUES ($1, $2, $3, $4, nextval('waitlist_seq'))
+    SELECT id, class_id, parent_user_id, status, nextval('waitlist_seq')
+      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[]) AS s(id, class_id, parent_user_id, status)
     ON CONFLICT (class_id, parent_user_id) WHERE status <> 'cancelled' DO NOTHING
-    RETURNING status, waitlist_seq
+    RETURNING id, class_id, status, waitlist_seq
 ), seated AS (
-    UPDATE evening_class SET confirmed_count = confirmed_count + 1
-     WHERE id = $2 AND EXISTS (SELECT 1 FROM placed WHERE status = 'confirmed')
+    UPDATE evening_class AS e SET confirmed_count = e.confirmed_count + taken.seats
+      FROM (SELECT class_id, count(*) AS seats FROM placed WHERE status = 'confirmed' GROUP BY class_id)
+           AS taken
+     WHERE e.id = taken.class_id
 )
-SELECT waitlist_seq FROM placed"""
+SELECT id, waitlist_seq FROM placed"""
 _WAITLIST_POSITION = """
 SELECT count(*) FROM signup WHERE class_id = $1 AND status = 'waitlisted' AND waitlist_seq <= $2"""
 
@@ -381,32 +411,96 @@ class LockedClass:
     cancelled_at: datetime | None
 
 
-async def sign_up(
-    session: AsyncSession, principal: Principal, class_id: uuid.UUID, now: datetime, templates: Templates
-) -> SignupOut:
-    # Every sign-up of a class holds the class row's lock from here to its commit, so waitlist numbers
-    # are drawn in commit order and the position we answer is the one the parent really has.
+@dataclass(frozen=True, slots=True)
+class SignupRequest:
+    """One parent asking for a place in one class, at `now`."""
+
+    principal: Principal
+    class_id: uuid.UUID
+    now: datetime
+    templates: Templates
+
+
+async def sign_up_batch(
+    session: AsyncSession, requests: Sequence[SignupRequest]
+) -> list[SignupOut | AppError]:
+    """Sign up every request in one transaction: a seat while the class has one, else a place on its
+    waitlist. Each request gets its answer, or the error it alone caused (the others still commit).
+
+    The classes are locked in id order (two batches cannot deadlock), and stay locked to the commit, so
+    waitlist numbers are drawn in commit order and the positions answered are the ones parents really
+    have. Within a batch, requests are served in the order they arrived."""
     driver = await driver_connection(session)
-    row = await driver.fetchrow(_LOCK_CLASS, class_id)
-    evening = LockedClass(**row) if row is not None else None
-    if evening is None or not await _in_audience(session, principal, evening):
-        raise NotFound("夜校课程不存在")
+    class_ids = list({r.class_id for r in requests})
+    classes = {row["id"]: LockedClass(**row) for row in await driver.fetch(_LOCK_CLASSES, class_ids)}
+    invited = await _invitations(session, classes.values(), [r.principal for r in requests])
+    wanted = Counter(r.class_id for r in requests)
+    may_wait = [c.id for c in classes.values() if c.capacity - c.confirmed_count < wanted[c.id]]
+    live: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    waiting: Counter[uuid.UUID] = Counter()
+    for row in await driver.fetch(
+        _LIVE_SIGNUPS, [r.class_id for r in requests], [r.principal.id for r in requests], may_wait
+    ):
+        if row["waiting"] is None:
+            live.add((row["class_id"], row["parent_user_id"]))
+        else:
+            waiting[row["class_id"]] = row["waiting"]
+
+    seats_left = {c.id: c.capacity - c.confirmed_count for c in classes.values()}
+    answers: list[SignupOut | AppError] = []
+    places: list[tuple[uuid.UUID, int, SignupRequest, LockedClass, str]] = []
+    for request in requests:
+        evening = classes.get(request.class_id)
+        if evening is None or not _in_audience(request.principal, evening, invited):
+            answers.append(NotFound("夜校课程不存在"))
+        elif (refusal := _refusal(request, evening, live)) is not None:
+            answers.append(refusal)
+        else:
+            live.add((evening.id, request.principal.id))
+            status = "confirmed" if seats_left[evening.id] > 0 else "waitlisted"
+            seats_left[evening.id] -= status == "confirmed"
+            places.append((uuid.uuid4(), len(answers), request, evening, status))
+            answers.append(SignupOut(class_id=evening.id, status=status))
+    if not places:
+        return answers
+
+    inserted: dict[uuid.UUID, int] = {
+        row["id"]: row["waitlist_seq"]
+        for row in await driver.fetch(
+            _TAKE_PLACES,
+            [p[0] for p in places],
+            [p[3].id for p in places],
+            [p[2].principal.id for p in places],
+            [p[4] for p in places],
+        )
+    }
+    reminders: list[notifications.Job] = []
+    # Waitlist positions: behind everyone already waiting, then in the order the numbers were drawn.
+    for place_id, index, request, evening, status in sorted(places, key=lambda p: inserted.get(p[0], 0)):
+        if place_id not in inserted:  # a live place the lock should have shown us: never oversell
+            answers[index] = AlreadySignedUp()
+        elif status == "confirmed":
+            reminders.append(_reminder(evening, request.principal.id, request.templates, request.now))
+        else:
+            waiting[evening.id] += 1
+            answers[index] = SignupOut(class_id=evening.id, status=status, position=waiting[evening.id])
+    await notifications.enqueue(session, reminders)
+    return answers
+
+
+def _refusal(
+    request: SignupRequest, evening: LockedClass, live: set[tuple[uuid.UUID, uuid.UUID]]
+) -> AppError | None:
+    """Why a parent in the class's audience may not sign up now, if they may not."""
     if evening.cancelled_at is not None:
-        raise ClassCancelled()
-    if not evening.signup_opens_at <= now < evening.signup_closes_at:
-        raise SignupClosed(
+        return ClassCancelled()
+    if not evening.signup_opens_at <= request.now < evening.signup_closes_at:
+        return SignupClosed(
             f"报名时间：{_local(evening.signup_opens_at)} 至 {_local(evening.signup_closes_at)}"
         )
-    status = "confirmed" if evening.confirmed_count < evening.capacity else "waitlisted"
-    seq = await driver.fetchval(_TAKE_PLACE, uuid.uuid4(), class_id, principal.id, status)
-    if seq is None:
-        raise AlreadySignedUp()
-    if status == "confirmed":
-        await _remind(session, evening, principal.id, templates, now)
-        return SignupOut(class_id=evening.id, status="confirmed")
-    return SignupOut(
-        class_id=evening.id, status="waitlisted", position=await _position(session, evening.id, seq)
-    )
+    if (evening.id, request.principal.id) in live:
+        return AlreadySignedUp()
+    return None
 
 
 async def cancel_signup(
@@ -455,8 +549,7 @@ async def cancel_signup(
         ).scalar_one_or_none()
         if promoted is not None:
             promoted.status, promoted.promoted_at = "confirmed", now
-            await notifications.enqueue(
-                session,
+            promotion = notifications.Job(
                 kind="waitlist_promoted",
                 user_id=promoted.parent_user_id,
                 subject_id=promoted.id,  # a new sign-up after a cancel gets its own message
@@ -469,7 +562,8 @@ async def cancel_signup(
                     "thing3": "候补成功，已为您保留座位",
                 },
             )
-            await _remind(session, evening, promoted.parent_user_id, templates, now)
+            reminder = _reminder(evening, promoted.parent_user_id, templates, now)
+            await notifications.enqueue(session, [promotion, reminder])
         else:
             evening.confirmed_count -= 1
     await session.flush()
@@ -676,16 +770,11 @@ class Templates:
 REMINDER_BEFORE = timedelta(days=1)
 
 
-async def _remind(
-    session: AsyncSession,
-    evening: EveningClass | LockedClass,
-    parent_id: uuid.UUID,
-    templates: Templates,
-    now: datetime,
-) -> None:
+def _reminder(
+    evening: EveningClass | LockedClass, parent_id: uuid.UUID, templates: Templates, now: datetime
+) -> notifications.Job:
     """The day-before reminder for a confirmed seat (at once if the class is sooner than that)."""
-    await notifications.enqueue(
-        session,
+    return notifications.Job(
         kind="class_reminder",
         user_id=parent_id,
         subject_id=evening.id,

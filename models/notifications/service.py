@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
@@ -12,51 +14,66 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.notifications.tables import JobStatus, NotificationJob
 from server.db import driver_connection
 
-# One statement on the session's asyncpg connection (reminders are written with every confirmed sign-up).
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One message to send at `due_at` (not before), to one user, about one subject."""
+
+    kind: str
+    user_id: uuid.UUID
+    subject_id: uuid.UUID
+    due_at: datetime
+    template_id: str
+    page: str
+    data: dict[str, str]
+
+
+# One statement on the session's asyncpg connection, however many jobs (reminders are written with every
+# confirmed sign-up, a batch of sign-ups at a time).
 _ENQUEUE = f"""
-INSERT INTO notification_job
-       (id, kind, user_id, subject_id, template_id, page, data, due_at, status, attempts)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, '{JobStatus.pending}', 0)
-ON CONFLICT (kind, user_id, subject_id) DO UPDATE
-   SET template_id = excluded.template_id, page = excluded.page, data = excluded.data,
-       due_at = excluded.due_at, status = excluded.status, attempts = 0,
-       lease_until = NULL, last_error = NULL, sent_at = NULL
- WHERE notification_job.status = '{JobStatus.cancelled}'
-RETURNING id
+WITH written AS (
+    INSERT INTO notification_job
+           (id, kind, user_id, subject_id, template_id, page, data, due_at, status, attempts)
+    SELECT id, kind, user_id, subject_id, template_id, page, data::jsonb, due_at, '{JobStatus.pending}', 0
+      FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+                  $8::timestamptz[]) AS j(id, kind, user_id, subject_id, template_id, page, data, due_at)
+    ON CONFLICT (kind, user_id, subject_id) DO UPDATE
+       SET template_id = excluded.template_id, page = excluded.page, data = excluded.data,
+           due_at = excluded.due_at, status = excluded.status, attempts = 0,
+           lease_until = NULL, last_error = NULL, sent_at = NULL
+     WHERE notification_job.status = '{JobStatus.cancelled}'
+    RETURNING 1
+)
+SELECT count(*) FROM written
 """  # noqa: S608 - constants only
 
 
-async def enqueue(
-    session: AsyncSession,
-    *,
-    kind: str,
-    user_id: uuid.UUID,
-    subject_id: uuid.UUID,
-    due_at: datetime,
-    template_id: str,
-    page: str,
-    data: dict[str, str],
-) -> bool:
-    """Schedule a message for `due_at`; commits (or rolls back) with the caller's transaction.
+async def enqueue(session: AsyncSession, jobs: Sequence[Job]) -> int:
+    """Schedule messages; they commit (or roll back) with the caller's transaction. Returns how many
+    were written.
 
     Idempotent on (kind, user_id, subject_id): a job that is pending, in flight or finished is left as it
-    is and False is returned. A *cancelled* one is revived with the new content and due time (a parent
-    who cancels and signs up again must still be reminded), which returns True like a new job."""
-    if due_at.tzinfo is None:
+    is and not counted. A *cancelled* one is revived with the new content and due time (a parent who
+    cancels and signs up again must still be reminded), which counts like a new job. Of two jobs with
+    the same key in one call, the first is kept."""
+    unique = list({(j.kind, j.user_id, j.subject_id): j for j in reversed(jobs)}.values())[::-1]
+    if not unique:
+        return 0
+    if any(j.due_at.tzinfo is None for j in unique):
         raise ValueError("due_at must be timezone-aware")
     driver = await driver_connection(session)
     written = await driver.fetchval(
         _ENQUEUE,
-        uuid.uuid4(),
-        kind,
-        user_id,
-        subject_id,
-        template_id,
-        page,
-        orjson.dumps(data).decode(),
-        due_at,
+        [uuid.uuid4() for _ in unique],
+        [j.kind for j in unique],
+        [j.user_id for j in unique],
+        [j.subject_id for j in unique],
+        [j.template_id for j in unique],
+        [j.page for j in unique],
+        [orjson.dumps(j.data).decode() for j in unique],
+        [j.due_at for j in unique],
     )
-    return written is not None
+    return int(written)
 
 
 async def cancel(session: AsyncSession, *, kind: str, user_id: uuid.UUID, subject_id: uuid.UUID) -> None:

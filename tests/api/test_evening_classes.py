@@ -663,6 +663,59 @@ async def test_a_rush_of_500_sign_ups_for_50_seats(
     assert first["my_signup"]["status"] == "confirmed" and first["seats_left"] == 0
 
 
+async def test_sign_ups_arriving_together_get_each_their_own_answer(
+    api: Api, deps: Deps, scene: Scene
+) -> None:
+    """Sign-ups are written in batches: one batch then mixes classes, seats, waitlists and refusals,
+    and each parent must still get exactly the answer they would have got alone."""
+    small = await new_class(deps, scene, capacity=2)
+    medium = await new_class(deps, scene, capacity=3)
+    closed = await new_class(deps, scene, signup_closes_at=NOW - timedelta(hours=1))
+    elsewhere = await new_class(deps, scene, school=scene.world.school_b)
+    parents = await make_parents(deps, scene.world.classroom_a, 12)
+    early = parents[0]
+    assert (await sign_up(api, early.token, small)).json()["status"] == "confirmed"
+    batches_before = deps.signups.batches
+
+    asks = (
+        [(p, small) for p in parents]  # early again: already signed up
+        + [(p, medium) for p in parents[:8]]
+        + [(parents[1], medium)]  # a double tap, in the same rush
+        + [(p, closed) for p in parents[8:11]]
+        + [(p, elsewhere) for p in parents[:2]]
+    )
+    responses = await asyncio.gather(*(sign_up(api, p.token, c) for p, c in asks))
+    answers = [
+        (p.user_id, c, r.status, r.code or r.json()["status"])
+        for (p, c), r in zip(asks, responses, strict=True)
+    ]
+
+    def outcome(class_id: uuid.UUID) -> Counter[tuple[int, str]]:
+        return Counter((status, what) for _, c, status, what in answers if c == class_id)
+
+    assert outcome(small) == {(409, "already_signed_up"): 1, (201, "confirmed"): 1, (201, "waitlisted"): 10}
+    assert outcome(medium) == {(201, "confirmed"): 3, (201, "waitlisted"): 5, (409, "already_signed_up"): 1}
+    assert outcome(closed) == {(409, "signup_closed"): 3}
+    assert outcome(elsewhere) == {(404, "not_found"): 2}
+    assert deps.signups.batches - batches_before < len(asks)
+
+    # Each class's waitlist is numbered from 1 in the order the roster keeps, and the counters agree.
+    teacher = scene.token("teacher_a")
+    for class_id, seats, waiting in ((small, 2, 10), (medium, 3, 5)):
+        told = {
+            p.user_id: r.json()["position"]
+            for (p, c), r in zip(asks, responses, strict=True)
+            if c == class_id and r.status == 201 and r.json()["status"] == "waitlisted"
+        }
+        listed = await roster(api, teacher, class_id)
+        assert (listed["confirmed"], listed["waitlisted"]) == (seats, waiting)
+        queue = [uuid.UUID(e["parent_id"]) for e in listed["items"] if e["status"] == "waitlisted"]
+        assert [told[uid] for uid in queue] == list(range(1, waiting + 1))
+        assert await confirmed_count(deps, class_id) == seats
+    reminded = Counter(j.subject_id for j in await jobs(deps, "class_reminder"))
+    assert reminded == {small: 2, medium: 3}
+
+
 async def test_concurrent_cancellations_with_nobody_waiting_free_every_seat(
     api: Api, deps: Deps, scene: Scene
 ) -> None:

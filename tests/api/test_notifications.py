@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 
 from models.accounts.tables import User
 from models.learning.rules import SHANGHAI
-from models.notifications.service import cancel, enqueue
+from models.notifications.service import Job, cancel, enqueue
 from models.notifications.tables import JobStatus, NotificationJob
 from models.notifications.worker import MAX_ATTEMPTS, NO_OPENID, NotificationWorker, backoff
 from server.deps import Deps
@@ -57,15 +57,19 @@ async def add_job(
     async with deps.sessions() as s, s.begin():
         created = await enqueue(
             s,
-            kind=kind,
-            user_id=user.id,
-            subject_id=subject_id,
-            due_at=due_at,
-            template_id=TEMPLATE,
-            page=PAGE,
-            data=data or DATA,
+            [
+                Job(
+                    kind=kind,
+                    user_id=user.id,
+                    subject_id=subject_id,
+                    due_at=due_at,
+                    template_id=TEMPLATE,
+                    page=PAGE,
+                    data=data or DATA,
+                )
+            ],
         )
-    assert created
+    assert created == 1
     return subject_id
 
 
@@ -151,15 +155,19 @@ async def test_enqueuing_the_same_job_twice_keeps_one(deps: Deps, wechat: Sandbo
     async with deps.sessions() as s, s.begin():
         again = await enqueue(
             s,
-            kind="class_reminder",
-            user_id=user.id,
-            subject_id=subject,
-            due_at=NOW + timedelta(hours=5),
-            template_id="another-template",
-            page=PAGE,
-            data={"thing1": "changed"},
+            [
+                Job(
+                    kind="class_reminder",
+                    user_id=user.id,
+                    subject_id=subject,
+                    due_at=NOW + timedelta(hours=5),
+                    template_id="another-template",
+                    page=PAGE,
+                    data={"thing1": "changed"},
+                )
+            ],
         )
-    assert again is False
+    assert again == 0
     # The same subject under another kind is another job.
     await add_job(deps, user, subject_id=subject, kind="waitlist_promoted")
 
@@ -170,6 +178,24 @@ async def test_enqueuing_the_same_job_twice_keeps_one(deps: Deps, wechat: Sandbo
 
     assert await deps.notifications.run_once() == 2
     assert len(state.messages) == 2
+
+
+async def test_one_call_enqueues_many_jobs_and_keeps_the_first_of_a_repeated_one(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    state, _ = wechat
+    first, second = await make_user(deps), await make_user(deps)
+    subject = uuid.uuid4()
+
+    def job(user: User, thing: str) -> Job:
+        return Job("class_reminder", user.id, subject, NOW, TEMPLATE, PAGE, {"thing1": thing})
+
+    async with deps.sessions() as s, s.begin():
+        written = await enqueue(s, [job(first, "first"), job(second, "second"), job(first, "repeated")])
+    assert written == 2
+    assert (await job_of(deps, first, subject)).data == {"thing1": "first"}
+    assert await deps.notifications.run_once() == 2
+    assert sorted(m["data"]["thing1"]["value"] for m in state.messages) == ["first", "second"]
 
 
 async def test_a_job_enqueued_in_a_rolled_back_transaction_does_not_exist(
@@ -184,13 +210,17 @@ async def test_a_job_enqueued_in_a_rolled_back_transaction_does_not_exist(
         async with deps.sessions() as s, s.begin():
             await enqueue(
                 s,
-                kind="waitlist_promoted",
-                user_id=user.id,
-                subject_id=uuid.uuid4(),
-                due_at=NOW,
-                template_id=TEMPLATE,
-                page=PAGE,
-                data=DATA,
+                [
+                    Job(
+                        kind="waitlist_promoted",
+                        user_id=user.id,
+                        subject_id=uuid.uuid4(),
+                        due_at=NOW,
+                        template_id=TEMPLATE,
+                        page=PAGE,
+                        data=DATA,
+                    )
+                ],
             )
             raise SignupFailed
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from server.app import API
 from server.config import Settings
 from server.deps import Deps
-from tests.builders import make_world
+from tests.builders import make_course, make_evening_class, make_world
 from tests.client import Api
 
 
@@ -30,3 +31,29 @@ async def test_a_burst_within_the_limit_is_served(api: Api, deps: Deps, settings
     responses = await asyncio.gather(*(api.get(f"{API}/me/learning", token=token) for _ in range(100)))
     assert {r.status for r in responses} == {200}
     assert deps.db_gate.queued == 0
+
+
+async def test_sign_ups_beyond_the_waiting_limit_get_429_and_are_not_written(
+    api: Api, deps: Deps, settings: Settings
+) -> None:
+    world = await make_world(deps)
+    async with deps.sessions() as s, s.begin():
+        course = await make_course(s, tier="general")
+        now = deps.clock()
+        evening = await make_evening_class(
+            s,
+            world.school_a,
+            course,
+            starts_at=now + timedelta(days=3),
+            signup_opens_at=now - timedelta(hours=1),
+        )
+    path = f"{API}/evening-classes/{evening.id}/signups"
+    token = world.token("parent_a")
+    settings.max_queued_signups = 0
+    refused = await api.post(path, {}, token=token)
+    assert refused.status == 429 and refused.code == "overloaded"
+    assert refused.headers["Retry-After"] == "1"
+    detail = await api.get(f"{API}/evening-classes/{evening.id}", token=token)
+    assert detail.json()["my_signup"] is None
+    settings.max_queued_signups = 2000
+    assert (await api.post(path, {}, token=token)).status == 201
