@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import logging
@@ -127,11 +128,11 @@ class ApiHandler(tornado.web.RequestHandler):
             self._principal_json = known
             return
         generation = local.generation
-        keys = self.deps.keys
-        async with self.deps.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.revoked_session(claims.session_id))
-            pipe.get(keys.principal(claims.user_id))
-            revoked, cached = await pipe.execute()
+        keys, redis = self.deps.keys, self.deps.pipelined
+        revoked, cached = await asyncio.gather(
+            redis.execute("EXISTS", keys.revoked_session(claims.session_id)),
+            redis.execute("GET", keys.principal(claims.user_id)),
+        )
         if revoked:
             raise Unauthenticated("登录已退出，请重新登录", code="session_revoked")
         if not cached:
@@ -141,7 +142,7 @@ class ApiHandler(tornado.web.RequestHandler):
                 raise Unauthenticated("账号不存在或已停用", code="invalid_token")
             self.principal = principal
             cached = principal.model_dump_json().encode()
-            await self.deps.redis.set(keys.principal(claims.user_id), cached, ex=PRINCIPAL_CACHE_SECONDS)
+            await redis.execute("SET", keys.principal(claims.user_id), cached, "EX", PRINCIPAL_CACHE_SECONDS)
         self._principal_json = cached
         local.remember(generation, claims.session_id, claims.user_id, cached)
 
@@ -356,12 +357,11 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
         owner = self.user_id or self.client_ip
         key = self.deps.keys.idempotency(owner, self.request.method or "", self.request.path, header)
         fingerprint = hashlib.sha256(self.request.body or b"").hexdigest()
-        redis = self.deps.redis
-        claimed = await redis.set(
-            key, orjson.dumps({"state": "pending", "fp": fingerprint}), nx=True, ex=IDEMPOTENCY_SECONDS
-        )
+        redis = self.deps.pipelined
+        pending = orjson.dumps({"state": "pending", "fp": fingerprint})
+        claimed = await redis.execute("SET", key, pending, "NX", "EX", IDEMPOTENCY_SECONDS)
         if not claimed:
-            stored = await redis.get(key)
+            stored = await redis.execute("GET", key)
             record = orjson.loads(stored) if stored else {"state": "pending", "fp": fingerprint}
             if record["fp"] != fingerprint:
                 raise ValidationFailed(
@@ -377,13 +377,13 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
         try:
             await method(self, *args, **kwargs)
         except BaseException:
-            await redis.delete(key)
+            await redis.execute("DEL", key)
             raise
         finally:
             self._hold_response = False
         status, data = self._sent or (self.get_status(), b"")
         record = {"state": "done", "fp": fingerprint, "status": status, "body": data.decode()}
-        await redis.set(key, orjson.dumps(record), ex=IDEMPOTENCY_SECONDS)
+        await redis.execute("SET", key, orjson.dumps(record), "EX", IDEMPOTENCY_SECONDS)
         if self._sent is not None:
             self.finish(data)
 

@@ -836,10 +836,9 @@ SELECT id, school_id, course_id, title, place, starts_at, capacity, confirmed_co
  ORDER BY id
    FOR UPDATE \\gset
 \\set seated least(greatest(:capacity - :confirmed_count, 0), 1)
-SELECT s.class_id, s.parent_user_id, NULL::bigint AS waiting
-  FROM unnest(ARRAY[{cls}], ARRAY[{parent}]) AS asked(class_id, parent_user_id)
-  JOIN signup AS s
-    ON s.class_id = asked.class_id AND s.parent_user_id = asked.parent_user_id AND s.status <> 'cancelled'
+SELECT class_id, parent_user_id, NULL::bigint AS waiting
+  FROM signup
+ WHERE class_id = ANY(ARRAY[{cls}]) AND parent_user_id = ANY(ARRAY[{parent}]) AND status <> 'cancelled'
  UNION ALL
 SELECT class_id, NULL, count(*)
   FROM signup

@@ -21,7 +21,7 @@ from server.config import Settings
 from server.db import make_engine, make_session_factory
 from server.group_commit import GroupCommit
 from server.local_cache import LocalCache
-from server.redis import Keys, make_redis
+from server.redis import Keys, Pipelined, make_redis
 from server.security import FieldCipher, TokenSigner
 from server.wechat import WechatGateway
 
@@ -62,6 +62,7 @@ class Deps:
     signer: TokenSigner = field(init=False)
     cipher: FieldCipher = field(init=False)
     db_gate: DatabaseGate = field(init=False)
+    pipelined: Pipelined = field(init=False)
     local: LocalCache = field(init=False)
     lessons: LessonDirectory = field(init=False)
     progress: ProgressTracker = field(init=False)
@@ -81,6 +82,7 @@ class Deps:
         self.signer = TokenSigner(s.jwt_secret.get_secret_value(), s.jwt_issuer, s.access_token_ttl)
         self.cipher = FieldCipher(s.field_encryption_key.get_secret_value())
         self.db_gate = DatabaseGate(self.engine.pool.size())  # type: ignore[attr-defined]
+        self.pipelined = Pipelined(self.redis)
         self.local = LocalCache(self.redis, self.keys)
         self.lessons = LessonDirectory(self.sessions)
         self.progress = ProgressTracker(

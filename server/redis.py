@@ -1,6 +1,9 @@
-"""The Redis client (redis-py asyncio) and the key prefix every key of this service carries."""
+"""The Redis client (redis-py asyncio), its command batcher, and the key prefix every key carries."""
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -14,6 +17,59 @@ def make_redis(url: str) -> Redis:
         url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_SECONDS, health_check_interval=30
     )
     return Redis.from_pool(pool)  # the client owns its pool: aclose() closes the connections too
+
+
+class Pipelined:
+    """Single commands from concurrent requests, sent together: every command issued in one turn of the
+    event loop goes in one pipeline (one round trip) at the end of that turn.
+
+    A command costs redis-py about 100 µs of CPU on its own and about 25 µs in a pipeline; under load
+    that is most of what a request spends on Redis. A command issued alone is sent alone. Each command
+    gets its own reply or error; a failed round trip fails the commands it carried."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def execute(self, *command: Any) -> asyncio.Future[Any]:
+        """Send `command` (e.g. "SET", key, value, "NX") with the others of this turn; await its reply."""
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((command, reply))
+        return reply
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._send(batch))
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            if len(batch) == 1:
+                replies: list[Any] = [await self._redis.execute_command(*batch[0][0])]  # type: ignore[no-untyped-call]
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for command, _ in batch:
+                        pipe.execute_command(*command)
+                    replies = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:  # the round trip failed: every command it carried did
+            for _, reply in batch:
+                if not reply.done():
+                    reply.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, reply), result in zip(batch, replies, strict=True):
+            if reply.done():  # its caller gave up waiting
+                continue
+            if isinstance(result, Exception):
+                reply.set_exception(result)
+            else:
+                reply.set_result(result)
 
 
 class Keys:

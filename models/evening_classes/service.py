@@ -355,13 +355,13 @@ SELECT id, school_id, course_id, title, place, starts_at, capacity, confirmed_co
  ORDER BY id
    FOR UPDATE"""
 # Read once the locks are held (a statement of its own, so that its snapshot sees every sign-up committed
-# before): which of the (class, parent) pairs asked for already hold a live place, and how long the
-# waitlist already is of the classes ($3) where the batch may join it.
+# before): which of the batch's parents already hold a live place in its classes, and how long the waitlist
+# already is of the classes ($3) where the batch may join it. Not a join of the (class, parent) pairs with
+# unnest(): planned generically while the table is nearly empty, that becomes a nested loop over all of it.
 _LIVE_SIGNUPS = """
-SELECT s.class_id, s.parent_user_id, NULL::bigint AS waiting
-  FROM unnest($1::uuid[], $2::uuid[]) AS asked(class_id, parent_user_id)
-  JOIN signup AS s
-    ON s.class_id = asked.class_id AND s.parent_user_id = asked.parent_user_id AND s.status <> 'cancelled'
+SELECT class_id, parent_user_id, NULL::bigint AS waiting
+  FROM signup
+ WHERE class_id = ANY($1::uuid[]) AND parent_user_id = ANY($2::uuid[]) AND status <> 'cancelled'
  UNION ALL
 SELECT class_id, NULL, count(*)
   FROM signup
@@ -438,9 +438,8 @@ async def sign_up_batch(
     may_wait = [c.id for c in classes.values() if c.capacity - c.confirmed_count < wanted[c.id]]
     live: set[tuple[uuid.UUID, uuid.UUID]] = set()
     waiting: Counter[uuid.UUID] = Counter()
-    for row in await driver.fetch(
-        _LIVE_SIGNUPS, [r.class_id for r in requests], [r.principal.id for r in requests], may_wait
-    ):
+    parents = list({r.principal.id for r in requests})
+    for row in await driver.fetch(_LIVE_SIGNUPS, class_ids, parents, may_wait):
         if row["waiting"] is None:
             live.add((row["class_id"], row["parent_user_id"]))
         else:
