@@ -830,21 +830,16 @@ def pgbench_script(setup: Setup) -> str:
 \\set c random(0, {PGBENCH_CLASSES - 1})
 BEGIN;
 SELECT id, school_id, course_id, title, place, starts_at, capacity, confirmed_count, audience,
-       audience_grades, audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at
+       audience_grades, audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at,
+       ARRAY(SELECT parent_user_id
+               FROM signup
+              WHERE class_id = evening_class.id AND parent_user_id = ANY(ARRAY[{parent}])
+                AND status <> 'cancelled') AS signed_up
   FROM evening_class
  WHERE id = ANY(ARRAY[{cls}])
  ORDER BY id
    FOR UPDATE \\gset
 \\set seated least(greatest(:capacity - :confirmed_count, 0), 1)
-SELECT class_id, parent_user_id, NULL::bigint AS waiting
-  FROM signup
- WHERE class_id = ANY(ARRAY[{cls}]) AND parent_user_id = ANY(ARRAY[{parent}]) AND status <> 'cancelled'
- UNION ALL
-SELECT class_id, NULL, count(*)
-  FROM signup
- WHERE class_id = ANY(CASE WHEN :seated::int = 1 THEN ARRAY[]::uuid[] ELSE ARRAY[{cls}] END)
-   AND status = 'waitlisted'
- GROUP BY class_id;
 WITH placed AS (
     INSERT INTO signup (id, class_id, parent_user_id, status, waitlist_seq)
     SELECT id, class_id, parent_user_id, status, nextval('waitlist_seq')
@@ -852,19 +847,17 @@ WITH placed AS (
                   ARRAY[CASE WHEN :seated::int = 1 THEN 'confirmed' ELSE 'waitlisted' END])
            AS s(id, class_id, parent_user_id, status)
     ON CONFLICT (class_id, parent_user_id) WHERE status <> 'cancelled' DO NOTHING
-    RETURNING id, class_id, status, waitlist_seq
+    RETURNING id, class_id, parent_user_id, status, waitlist_seq
 ), seated AS (
     UPDATE evening_class AS e SET confirmed_count = e.confirmed_count + taken.seats
       FROM (SELECT class_id, count(*) AS seats FROM placed WHERE status = 'confirmed' GROUP BY class_id)
            AS taken
      WHERE e.id = taken.class_id
-)
-SELECT count(*) AS inserted FROM placed \\gset
-\\if :inserted = 1 AND :seated = 1
-WITH written AS (
+), reminded AS (
     INSERT INTO notification_job
            (id, kind, user_id, subject_id, template_id, page, data, due_at, status, attempts)
-    SELECT id, kind, user_id, subject_id, template_id, page, data::jsonb, due_at, 'pending', 0
+    SELECT j.id, j.kind, j.user_id, j.subject_id, j.template_id, j.page, j.data::jsonb, j.due_at,
+           'pending', 0
       FROM unnest(ARRAY[gen_random_uuid()], ARRAY['class_reminder'], ARRAY[{parent}], ARRAY[{cls}],
                   ARRAY['class-reminder'], ARRAY['pages/evening-class/detail?id=' || {cls}],
                   ARRAY[jsonb_build_object('thing1', '{title}',
@@ -872,15 +865,23 @@ WITH written AS (
                                            'thing3', '压测报告厅')::text],
                   ARRAY[greatest(now(), to_timestamp({int(setup.starts_at.timestamp())}) - interval '1 day')])
            AS j(id, kind, user_id, subject_id, template_id, page, data, due_at)
+      JOIN placed AS p
+        ON p.class_id = j.subject_id AND p.parent_user_id = j.user_id AND p.status = 'confirmed'
     ON CONFLICT (kind, user_id, subject_id) DO UPDATE
        SET template_id = excluded.template_id, page = excluded.page, data = excluded.data,
            due_at = excluded.due_at, status = excluded.status, attempts = 0,
            lease_until = NULL, last_error = NULL, sent_at = NULL
      WHERE notification_job.status = 'cancelled'
     RETURNING 1
+), waiting AS (
+    SELECT class_id, count(*) AS ahead
+      FROM signup
+     WHERE class_id = ANY(CASE WHEN :seated::int = 1 THEN ARRAY[]::uuid[] ELSE ARRAY[{cls}] END)
+       AND status = 'waitlisted'
+     GROUP BY class_id
 )
-SELECT count(*) FROM written;
-\\endif
+SELECT p.id, p.waitlist_seq, coalesce(w.ahead, 0) AS ahead
+  FROM placed AS p LEFT JOIN waiting AS w ON w.class_id = p.class_id;
 COMMIT;
 """  # noqa: S608 - pgbench's script, made of constants
 

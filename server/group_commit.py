@@ -22,6 +22,14 @@ class BatchFailed(Exception):
     """The transaction of a batch failed: nothing of it was written (the cause is chained)."""
 
 
+class RetryBatch(Exception):
+    """Raised by `write` when what it read was overtaken: the transaction is rolled back and the batch
+    written again in a new one (up to MAX_ATTEMPTS times in all)."""
+
+
+MAX_ATTEMPTS = 3
+
+
 class GroupCommit(Generic[R, A]):
     """Writes requests in batches, one transaction per batch and one batch at a time in this process.
 
@@ -31,7 +39,8 @@ class GroupCommit(Generic[R, A]):
 
     `write(session, batch)` returns one answer per request, in order: its result, or the AppError that
     request alone caused (the rest of the batch still commits). Answers are given once the transaction
-    has committed. If `write` or the commit raises, every request of the batch gets BatchFailed.
+    has committed. `write` may raise RetryBatch to have the batch written again in a new transaction.
+    If `write` or the commit raises anything else, every request of the batch gets BatchFailed.
     More than `max_waiting()` requests waiting are refused with 429 at once rather than left to time out."""
 
     def __init__(
@@ -49,6 +58,7 @@ class GroupCommit(Generic[R, A]):
         self._waiting: list[tuple[R, asyncio.Future[A | AppError]]] = []
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # transactions committed, for tests and operators
+        self.retries = 0  # transactions rolled back to be written again (RetryBatch)
 
     @property
     def waiting(self) -> int:
@@ -76,9 +86,17 @@ class GroupCommit(Generic[R, A]):
             self._writer = None
 
     async def _write_batch(self, batch: list[tuple[R, asyncio.Future[A | AppError]]]) -> None:
+        requests = [request for request, _ in batch]
         try:
-            async with self._sessions() as session, session.begin():
-                answers = await self._write(session, [request for request, _ in batch])
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                try:
+                    async with self._sessions() as session, session.begin():
+                        answers = await self._write(session, requests)
+                    break
+                except RetryBatch:
+                    self.retries += 1
+                    if attempt == MAX_ATTEMPTS:
+                        raise
             self.batches += 1
         except BaseException as exc:
             log.exception("a batch of %d requests failed", len(batch))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,7 @@ from models.notifications import service as notifications
 from models.pagination import PageQuery, keyset_page
 from server.db import driver_connection
 from server.errors import AppError, Conflict, Forbidden, NotFound, ValidationFailed
+from server.group_commit import RetryBatch
 
 DEFAULT_LIST_DAYS = 60
 SCHEDULABLE_TIERS = {Tier.foundation.value, Tier.general.value, Tier.custom.value}
@@ -349,44 +351,49 @@ async def _position(session: AsyncSession, class_id: uuid.UUID, waitlist_seq: in
 # scripts/bench_signups.py runs the same SQL in pgbench.
 _LOCK_CLASSES = """
 SELECT id, school_id, course_id, title, place, starts_at, capacity, confirmed_count, audience,
-       audience_grades, audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at
+       audience_grades, audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at,
+       ARRAY(SELECT parent_user_id
+               FROM signup
+              WHERE class_id = evening_class.id AND parent_user_id = ANY($2::uuid[])
+                AND status <> 'cancelled') AS signed_up
   FROM evening_class
  WHERE id = ANY($1::uuid[])
  ORDER BY id
    FOR UPDATE"""
-# Read once the locks are held (a statement of its own, so that its snapshot sees every sign-up committed
-# before): which of the batch's parents already hold a live place in its classes, and how long the waitlist
-# already is of the classes ($3) where the batch may join it. Not a join of the (class, parent) pairs with
-# unnest(): planned generically while the table is nearly empty, that becomes a nested loop over all of it.
-_LIVE_SIGNUPS = """
-SELECT class_id, parent_user_id, NULL::bigint AS waiting
-  FROM signup
- WHERE class_id = ANY($1::uuid[]) AND parent_user_id = ANY($2::uuid[]) AND status <> 'cancelled'
- UNION ALL
-SELECT class_id, NULL, count(*)
-  FROM signup
- WHERE class_id = ANY($3::uuid[]) AND status = 'waitlisted'
- GROUP BY class_id"""
 _INVITED = """
 SELECT course_id, student_id FROM course_assignment
  WHERE course_id = ANY($1::uuid[]) AND student_id = ANY($2::uuid[])"""
-# Every place of the batch, and the seat counters moved by the seats taken. The partial unique index makes
+# Every place of the batch, the seat counters moved by the seats taken, the reminders of the confirmed
+# places, and how many were already waiting in the classes ($5) where the batch joins a waitlist: a new
+# statement, so it sees every sign-up committed before the locks were ours. The partial unique index makes
 # a second live sign-up impossible whatever happens (no row comes back for it then), and the counter
 # follows the rows really inserted, with the check constraint behind it.
-_TAKE_PLACES = """
+_TAKE_PLACES = f"""
 WITH placed AS (
     INSERT INTO signup (id, class_id, parent_user_id, status, waitlist_seq)
     SELECT id, class_id, parent_user_id, status, nextval('waitlist_seq')
       FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[]) AS s(id, class_id, parent_user_id, status)
     ON CONFLICT (class_id, parent_user_id) WHERE status <> 'cancelled' DO NOTHING
-    RETURNING id, class_id, status, waitlist_seq
+    RETURNING id, class_id, parent_user_id, status, waitlist_seq
 ), seated AS (
     UPDATE evening_class AS e SET confirmed_count = e.confirmed_count + taken.seats
       FROM (SELECT class_id, count(*) AS seats FROM placed WHERE status = 'confirmed' GROUP BY class_id)
            AS taken
      WHERE e.id = taken.class_id
+), reminded AS ({
+    notifications.insert_jobs(
+        f"{notifications.jobs_unnest(6)} JOIN placed AS p"
+        " ON p.class_id = j.subject_id AND p.parent_user_id = j.user_id AND p.status = 'confirmed'"
+    )
+}
+), waiting AS (
+    SELECT class_id, count(*) AS ahead
+      FROM signup
+     WHERE class_id = ANY($5::uuid[]) AND status = 'waitlisted'
+     GROUP BY class_id
 )
-SELECT id, waitlist_seq FROM placed"""
+SELECT p.id, p.waitlist_seq, coalesce(w.ahead, 0) AS ahead
+  FROM placed AS p LEFT JOIN waiting AS w ON w.class_id = p.class_id"""  # noqa: S608 - constants only
 _WAITLIST_POSITION = """
 SELECT count(*) FROM signup WHERE class_id = $1 AND status = 'waitlisted' AND waitlist_seq <= $2"""
 
@@ -427,27 +434,24 @@ async def sign_up_batch(
     """Sign up every request in one transaction: a seat while the class has one, else a place on its
     waitlist. Each request gets its answer, or the error it alone caused (the others still commit).
 
-    The classes are locked in id order (two batches cannot deadlock), and stay locked to the commit, so
+    The classes are locked in id order (two batches cannot deadlock) and stay locked to the commit, so
     waitlist numbers are drawn in commit order and the positions answered are the ones parents really
-    have. Within a batch, requests are served in the order they arrived."""
+    have. Within a batch, requests are served in the order they arrived. Two statements while the locks
+    are held, then the commit: other batches wait for these classes as little as possible."""
     driver = await driver_connection(session)
-    class_ids = list({r.class_id for r in requests})
-    classes = {row["id"]: LockedClass(**row) for row in await driver.fetch(_LOCK_CLASSES, class_ids)}
-    invited = await _invitations(session, classes.values(), [r.principal for r in requests])
-    wanted = Counter(r.class_id for r in requests)
-    may_wait = [c.id for c in classes.values() if c.capacity - c.confirmed_count < wanted[c.id]]
-    live: set[tuple[uuid.UUID, uuid.UUID]] = set()
-    waiting: Counter[uuid.UUID] = Counter()
     parents = list({r.principal.id for r in requests})
-    for row in await driver.fetch(_LIVE_SIGNUPS, class_ids, parents, may_wait):
-        if row["waiting"] is None:
-            live.add((row["class_id"], row["parent_user_id"]))
-        else:
-            waiting[row["class_id"]] = row["waiting"]
+    live: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    classes: dict[uuid.UUID, LockedClass] = {}
+    for record in await driver.fetch(_LOCK_CLASSES, list({r.class_id for r in requests}), parents):
+        row = dict(record)
+        live.update((row["id"], parent) for parent in row.pop("signed_up"))
+        classes[row["id"]] = LockedClass(**row)
+    invited = await _invitations(session, classes.values(), [r.principal for r in requests])
 
     seats_left = {c.id: c.capacity - c.confirmed_count for c in classes.values()}
     answers: list[SignupOut | AppError] = []
-    places: list[tuple[uuid.UUID, int, SignupRequest, LockedClass, str]] = []
+    places: list[tuple[uuid.UUID, int, SignupRequest, str]] = []
+    reminders: list[notifications.Job] = []
     for request in requests:
         evening = classes.get(request.class_id)
         if evening is None or not _in_audience(request.principal, evening, invited):
@@ -457,33 +461,36 @@ async def sign_up_batch(
         else:
             live.add((evening.id, request.principal.id))
             status = "confirmed" if seats_left[evening.id] > 0 else "waitlisted"
-            seats_left[evening.id] -= status == "confirmed"
-            places.append((uuid.uuid4(), len(answers), request, evening, status))
+            if status == "confirmed":
+                seats_left[evening.id] -= 1
+                reminders.append(_reminder(evening, request.principal.id, request.templates, request.now))
+            places.append((uuid.uuid4(), len(answers), request, status))
             answers.append(SignupOut(class_id=evening.id, status=status))
     if not places:
         return answers
 
-    inserted: dict[uuid.UUID, int] = {
-        row["id"]: row["waitlist_seq"]
-        for row in await driver.fetch(
-            _TAKE_PLACES,
-            [p[0] for p in places],
-            [p[3].id for p in places],
-            [p[2].principal.id for p in places],
-            [p[4] for p in places],
-        )
-    }
-    reminders: list[notifications.Job] = []
-    # Waitlist positions: behind everyone already waiting, then in the order the numbers were drawn.
-    for place_id, index, request, evening, status in sorted(places, key=lambda p: inserted.get(p[0], 0)):
-        if place_id not in inserted:  # a live place the lock should have shown us: never oversell
-            answers[index] = AlreadySignedUp()
-        elif status == "confirmed":
-            reminders.append(_reminder(evening, request.principal.id, request.templates, request.now))
-        else:
-            waiting[evening.id] += 1
-            answers[index] = SignupOut(class_id=evening.id, status=status, position=waiting[evening.id])
-    await notifications.enqueue(session, reminders)
+    joining_waitlists = list({p[2].class_id for p in places if p[3] == "waitlisted"})
+    rows = await driver.fetch(
+        _TAKE_PLACES,
+        [p[0] for p in places],
+        [p[2].class_id for p in places],
+        [p[2].principal.id for p in places],
+        [p[3] for p in places],
+        joining_waitlists,
+        *notifications.job_arrays(reminders),
+    )
+    if len(rows) < len(places):
+        # A parent of the batch signed up from another process just before our locks (after the read
+        # above had begun): the seat counted for them is free. Run the batch again, now seeing them.
+        raise RetryBatch
+    # Waitlist positions: behind those already waiting, then in the order the numbers were drawn.
+    placed = {row["id"]: row for row in rows}
+    behind: Counter[uuid.UUID] = Counter()
+    for place_id, index, request, status in sorted(places, key=lambda p: placed[p[0]]["waitlist_seq"]):
+        if status == "waitlisted":
+            behind[request.class_id] += 1
+            position = placed[place_id]["ahead"] + behind[request.class_id]
+            answers[index] = SignupOut(class_id=request.class_id, status=status, position=position)
     return answers
 
 
@@ -788,6 +795,7 @@ def _reminder(
     )
 
 
+@functools.lru_cache(maxsize=256)
 def _local(moment: datetime) -> str:
     return moment.astimezone(SHANGHAI).strftime("%m月%d日 %H:%M")
 

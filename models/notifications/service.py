@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import update
@@ -27,25 +28,54 @@ class Job:
     page: str
     data: dict[str, str]
 
+    def __post_init__(self) -> None:
+        if self.due_at.tzinfo is None:
+            raise ValueError("due_at must be timezone-aware")
 
-# One statement on the session's asyncpg connection, however many jobs (reminders are written with every
-# confirmed sign-up, a batch of sign-ups at a time).
-_ENQUEUE = f"""
-WITH written AS (
+
+_JOB_COLUMNS = "id, kind, user_id, subject_id, template_id, page, data, due_at"
+_JOB_TYPES = ("uuid", "text", "uuid", "uuid", "text", "text", "text", "timestamptz")
+
+
+def jobs_unnest(first: int) -> str:
+    """A relation `j` of jobs from the arrays job_arrays() makes, passed as parameters $first.. on."""
+    arrays = ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(_JOB_TYPES))
+    return f"unnest({arrays}) AS j({_JOB_COLUMNS})"
+
+
+def job_arrays(jobs: Sequence[Job]) -> list[list[Any]]:
+    """The parameters for jobs_unnest(): one array per column, each job a fresh id."""
+    return [
+        [uuid.uuid4() for _ in jobs],
+        [j.kind for j in jobs],
+        [j.user_id for j in jobs],
+        [j.subject_id for j in jobs],
+        [j.template_id for j in jobs],
+        [j.page for j in jobs],
+        [orjson.dumps(j.data).decode() for j in jobs],
+        [j.due_at for j in jobs],
+    ]
+
+
+def insert_jobs(rows: str) -> str:
+    """The INSERT that enqueue() runs, over `rows` (a relation `j` with jobs_unnest()'s columns): usable
+    as a CTE of a caller's own statement, so that its jobs are written with its rows in one round trip.
+    Returns a row per job written."""
+    return f"""
     INSERT INTO notification_job
            (id, kind, user_id, subject_id, template_id, page, data, due_at, status, attempts)
-    SELECT id, kind, user_id, subject_id, template_id, page, data::jsonb, due_at, '{JobStatus.pending}', 0
-      FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[],
-                  $8::timestamptz[]) AS j(id, kind, user_id, subject_id, template_id, page, data, due_at)
+    SELECT j.id, j.kind, j.user_id, j.subject_id, j.template_id, j.page, j.data::jsonb, j.due_at,
+           '{JobStatus.pending}', 0
+      FROM {rows}
     ON CONFLICT (kind, user_id, subject_id) DO UPDATE
        SET template_id = excluded.template_id, page = excluded.page, data = excluded.data,
            due_at = excluded.due_at, status = excluded.status, attempts = 0,
            lease_until = NULL, last_error = NULL, sent_at = NULL
      WHERE notification_job.status = '{JobStatus.cancelled}'
-    RETURNING 1
-)
-SELECT count(*) FROM written
-"""  # noqa: S608 - constants only
+    RETURNING 1"""  # noqa: S608 - constants and the caller's relation
+
+
+_ENQUEUE = f"WITH written AS ({insert_jobs(jobs_unnest(1))}) SELECT count(*) FROM written"  # noqa: S608
 
 
 async def enqueue(session: AsyncSession, jobs: Sequence[Job]) -> int:
@@ -59,21 +89,8 @@ async def enqueue(session: AsyncSession, jobs: Sequence[Job]) -> int:
     unique = list({(j.kind, j.user_id, j.subject_id): j for j in reversed(jobs)}.values())[::-1]
     if not unique:
         return 0
-    if any(j.due_at.tzinfo is None for j in unique):
-        raise ValueError("due_at must be timezone-aware")
     driver = await driver_connection(session)
-    written = await driver.fetchval(
-        _ENQUEUE,
-        [uuid.uuid4() for _ in unique],
-        [j.kind for j in unique],
-        [j.user_id for j in unique],
-        [j.subject_id for j in unique],
-        [j.template_id for j in unique],
-        [j.page for j in unique],
-        [orjson.dumps(j.data).decode() for j in unique],
-        [j.due_at for j in unique],
-    )
-    return int(written)
+    return int(await driver.fetchval(_ENQUEUE, *job_arrays(unique)))
 
 
 async def cancel(session: AsyncSession, *, kind: str, user_id: uuid.UUID, subject_id: uuid.UUID) -> None:

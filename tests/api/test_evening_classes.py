@@ -19,12 +19,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select, text, update
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from models.accounts.principal import load_principal
 from models.catalog.tables import Course
 from models.evening_classes.rules import checkin_token
+from models.evening_classes.schemas import SignupOut
+from models.evening_classes.service import AlreadySignedUp, SignupRequest, Templates
 from models.evening_classes.tables import EveningClass, Signup
 from models.learning.rules import SHANGHAI
 from models.notifications.tables import NotificationJob
@@ -49,6 +52,7 @@ NOW = datetime(2025, 10, 13, 12, 0, tzinfo=SHANGHAI)  # a Monday noon, autumn te
 EVENING = datetime(2025, 10, 16, 19, 0, tzinfo=SHANGHAI)  # Thursday evening of the same week
 TERM = "2025-2026-1"
 Sandbox = tuple[SandboxState, str]
+TEMPLATES = Templates("class-reminder", "waitlist-promoted")
 
 
 @dataclass
@@ -714,6 +718,57 @@ async def test_sign_ups_arriving_together_get_each_their_own_answer(
         assert await confirmed_count(deps, class_id) == seats
     reminded = Counter(j.subject_id for j in await jobs(deps, "class_reminder"))
     assert reminded == {small: 2, medium: 3}
+
+
+async def test_a_parent_signed_up_by_another_process_meanwhile_does_not_cost_anyone_a_seat(
+    deps: Deps, scene: Scene
+) -> None:
+    """Another process signs a parent up and holds the class while this process's batch (that parent
+    again, and a newcomer) starts: the batch, having read before the lock was free, counts a seat for the
+    parent that is not taken. It must notice and run again, so that the newcomer gets the free seat."""
+    class_id = await new_class(deps, scene, capacity=2)
+    first, newcomer = await make_parents(deps, scene.world.classroom_a, 2)
+    async with deps.sessions() as s:
+        principals = [await load_principal(s, p.user_id) for p in (first, newcomer)]
+    async with deps.engine.connect() as other:
+        transaction = await other.begin()
+        await other.execute(
+            update(EveningClass)
+            .where(EveningClass.id == class_id)
+            .values(confirmed_count=EveningClass.confirmed_count + 1)
+        )
+        await other.execute(
+            insert(Signup).values(
+                id=uuid.uuid4(),
+                class_id=class_id,
+                parent_user_id=first.user_id,
+                status="confirmed",
+                waitlist_seq=0,
+            )
+        )
+        answers = asyncio.gather(
+            *(
+                deps.signups.submit(SignupRequest(p, class_id, NOW, TEMPLATES))
+                for p in principals
+                if p is not None
+            ),
+            return_exceptions=True,
+        )
+        for _ in range(500):  # until the batch waits for the class
+            async with deps.engine.connect() as probe:
+                waiting = await probe.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                )
+            if waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting, "the batch never waited for the class"
+        await transaction.commit()
+    again, seated = await answers
+    assert isinstance(again, AlreadySignedUp)
+    assert isinstance(seated, SignupOut) and seated.status == "confirmed"
+    assert deps.signups.retries == 1
+    assert await confirmed_count(deps, class_id) == 2
 
 
 async def test_concurrent_cancellations_with_nobody_waiting_free_every_seat(
