@@ -7,6 +7,7 @@ import re
 
 import orjson
 import tornado.web
+from tornado.routing import PathMatches, Rule
 
 from handlers import auth, bindings, courses, evening_classes, learning, organisation, statistics, system
 from handlers.base import ApiHandler, NotFoundHandler
@@ -103,10 +104,22 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
         access_log.debug("%s %s %d %.1fms rid=%s uid=%s", *fields)
 
 
+def _grouped(routes: list[tuple[str, type[ApiHandler]]], args: dict[str, Deps]) -> list[Rule]:
+    """The routes in groups by their first segment (/api/v1/schools/...; /healthz): Tornado tries rules
+    one by one, and a request then tries the groups and its group's few rules instead of every rule
+    (through the flat list, routing took 5% of a sign-up's CPU)."""
+    groups: dict[str, list[tuple[str, type[ApiHandler], dict[str, Deps]]]] = {}
+    for path, handler in routes:
+        rest = path.removeprefix(API)
+        group = path[: len(path) - len(rest)] + "/" + rest.split("/")[1]
+        groups.setdefault(group, []).append((_pattern(path), handler, args))
+    return [Rule(PathMatches(re.escape(group) + "(?:/.*)?$"), rules) for group, rules in groups.items()]
+
+
 def make_app(deps: Deps) -> tornado.web.Application:
     system.OpenApiHandler.document = orjson.dumps(build_openapi(ROUTES))
     args = {"deps": deps}
-    rules = [(_pattern(path), handler, args) for path, handler in ROUTES + UNDOCUMENTED]
+    rules = _grouped(ROUTES + UNDOCUMENTED, args)
     return tornado.web.Application(
         rules,
         default_handler_class=NotFoundHandler,

@@ -126,6 +126,13 @@ async def test_every_kind_of_error_is_problem_json_with_a_request_id(api: Api, d
             "not_found",
         ),
         ("unknown path", await api.get(f"{API}/no-such-thing"), 404, "not_found"),
+        (
+            "unknown path under a known one",
+            await api.get(f"{API}/schools/{w.school_a.id}/no-such-thing", token=admin),
+            404,
+            "not_found",
+        ),
+        ("unknown path past a known one", await api.get(f"{API}/me/nothing", token=admin), 404, "not_found"),
         ("unknown path outside the API", await api.get("/favicon.ico"), 404, "not_found"),
         ("wrong method", await api.request("DELETE", f"{API}/me", token=admin), 405, "method_not_allowed"),
         (
