@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, false, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
@@ -450,7 +450,7 @@ async def sign_up_batch(
 
     seats_left = {c.id: c.capacity - c.confirmed_count for c in classes.values()}
     answers: list[SignupOut | AppError] = []
-    places: list[tuple[uuid.UUID, int, SignupRequest, str]] = []
+    places: list[_Place] = []
     reminders: list[notifications.Job] = []
     for request in requests:
         evening = classes.get(request.class_id)
@@ -464,19 +464,18 @@ async def sign_up_batch(
             if status == "confirmed":
                 seats_left[evening.id] -= 1
                 reminders.append(_reminder(evening, request.principal.id, request.templates, request.now))
-            places.append((uuid.uuid4(), len(answers), request, status))
+            places.append(_Place(uuid.uuid4(), len(answers), evening.id, request.principal.id, status))
             answers.append(SignupOut(class_id=evening.id, status=status))
     if not places:
         return answers
 
-    joining_waitlists = list({p[2].class_id for p in places if p[3] == "waitlisted"})
     rows = await driver.fetch(
         _TAKE_PLACES,
-        [p[0] for p in places],
-        [p[2].class_id for p in places],
-        [p[2].principal.id for p in places],
-        [p[3] for p in places],
-        joining_waitlists,
+        [p.id for p in places],
+        [p.class_id for p in places],
+        [p.parent_id for p in places],
+        [p.status for p in places],
+        list({p.class_id for p in places if p.status == "waitlisted"}),
         *notifications.job_arrays(reminders),
     )
     if len(rows) < len(places):
@@ -486,12 +485,22 @@ async def sign_up_batch(
     # Waitlist positions: behind those already waiting, then in the order the numbers were drawn.
     placed = {row["id"]: row for row in rows}
     behind: Counter[uuid.UUID] = Counter()
-    for place_id, index, request, status in sorted(places, key=lambda p: placed[p[0]]["waitlist_seq"]):
-        if status == "waitlisted":
-            behind[request.class_id] += 1
-            position = placed[place_id]["ahead"] + behind[request.class_id]
-            answers[index] = SignupOut(class_id=request.class_id, status=status, position=position)
+    for place in sorted(places, key=lambda p: placed[p.id]["waitlist_seq"]):
+        if place.status == "waitlisted":
+            behind[place.class_id] += 1
+            position = placed[place.id]["ahead"] + behind[place.class_id]
+            answers[place.answer] = SignupOut(class_id=place.class_id, status="waitlisted", position=position)
     return answers
+
+
+class _Place(NamedTuple):
+    """A seat or waitlist place a batch takes, and which of its answers it is."""
+
+    id: uuid.UUID
+    answer: int
+    class_id: uuid.UUID
+    parent_id: uuid.UUID
+    status: str
 
 
 def _refusal(
