@@ -813,14 +813,15 @@ def describe_demand(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def pgbench_script(setup: Setup) -> str:
-    """The service's sign-up SQL (models/evening_classes/service.py, sign_up_batch; notifications.enqueue)
-    for pgbench, statement for statement, each transaction a batch of one sign-up: -M prepared, so the
-    :variables become parameters, as asyncpg sends them. This is PostgreSQL's ceiling for sign-ups made one
+    """The service's sign-up SQL (models/evening_classes/service.py: LOCK_CLASSES and TAKE_PLACES, the
+    reminders' INSERT included) for pgbench, each transaction a batch of one sign-up: the statements
+    themselves, their $n parameters replaced by pgbench expressions. -M prepared, so the :variables
+    become parameters, as asyncpg sends them. This is PostgreSQL's ceiling for sign-ups made one
     transaction each; the service, which writes them in batches, may go past it.
 
     No colon may appear but in casts and variables (pgbench reads `:name` as a variable even inside a
-    string), hence chr(58); and no nested \\if (pgbench 16 loses track of the outer one when the inner
-    one ends in \\else: the next transaction then takes a wrong branch)."""
+    string), hence chr(58)."""
+    from models.evening_classes.service import LOCK_CLASSES, TAKE_PLACES
     from models.learning.rules import SHANGHAI
 
     local = setup.starts_at.astimezone(SHANGHAI)
@@ -828,64 +829,44 @@ def pgbench_script(setup: Setup) -> str:
     # bench_uuid() in SQL: md5 of 'bench-signups:<kind>:<i>', its colons spelled chr(58)
     cls = "md5(concat_ws(chr(58), 'bench-signups', 'pgb-class', :c::text))::uuid"
     parent = "md5(concat_ws(chr(58), 'bench-signups', 'pgb-parent', :p::text))::uuid"
+    due = f"greatest(now(), to_timestamp({int(setup.starts_at.timestamp())}) - interval '1 day')"
+    reminder = (
+        f"jsonb_build_object('thing1', '{title}', 'time2', '{local:%m月%d日 %H}' || chr(58) || '{local:%M}', "
+        "'thing3', '压测报告厅')::text"
+    )
+    lock = _bind(LOCK_CLASSES, {1: f"ARRAY[{cls}]", 2: f"ARRAY[{parent}]"})
+    take = _bind(
+        TAKE_PLACES,
+        {
+            1: "ARRAY[gen_random_uuid()]",
+            2: f"ARRAY[{cls}]",
+            3: f"ARRAY[{parent}]",
+            4: "ARRAY[CASE WHEN :seated::int = 1 THEN 'confirmed' ELSE 'waitlisted' END]",
+            5: f"(CASE WHEN :seated::int = 1 THEN ARRAY[]::uuid[] ELSE ARRAY[{cls}] END)",
+            # the reminder of the seat, in notifications.job_arrays()'s order (joined to the seat taken)
+            6: "ARRAY[gen_random_uuid()]",
+            7: "ARRAY['class_reminder']",
+            8: f"ARRAY[{parent}]",
+            9: f"ARRAY[{cls}]",
+            10: "ARRAY['class-reminder']",
+            11: f"ARRAY['pages/evening-class/detail?id=' || {cls}]",
+            12: f"ARRAY[{reminder}]",
+            13: f"ARRAY[{due}]",
+        },
+    )
     return f"""\\set p random(0, {PGBENCH_PARENTS - 1})
 \\set c random(0, {PGBENCH_CLASSES - 1})
 BEGIN;
-SELECT id, school_id, course_id, title, place, starts_at, capacity, confirmed_count, audience,
-       audience_grades, audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at,
-       ARRAY(SELECT parent_user_id
-               FROM signup
-              WHERE class_id = evening_class.id AND parent_user_id = ANY(ARRAY[{parent}])
-                AND status <> 'cancelled') AS signed_up
-  FROM evening_class
- WHERE id = ANY(ARRAY[{cls}])
- ORDER BY id
-   FOR UPDATE \\gset
+{lock.strip()} \\gset
 \\set seated least(greatest(:capacity - :confirmed_count, 0), 1)
-WITH placed AS (
-    INSERT INTO signup (id, class_id, parent_user_id, status, waitlist_seq)
-    SELECT id, class_id, parent_user_id, status, nextval('waitlist_seq')
-      FROM unnest(ARRAY[gen_random_uuid()], ARRAY[{cls}], ARRAY[{parent}],
-                  ARRAY[CASE WHEN :seated::int = 1 THEN 'confirmed' ELSE 'waitlisted' END])
-           AS s(id, class_id, parent_user_id, status)
-    ON CONFLICT (class_id, parent_user_id) WHERE status <> 'cancelled' DO NOTHING
-    RETURNING id, class_id, parent_user_id, status, waitlist_seq
-), seated AS (
-    UPDATE evening_class AS e SET confirmed_count = e.confirmed_count + taken.seats
-      FROM (SELECT class_id, count(*) AS seats FROM placed WHERE status = 'confirmed' GROUP BY class_id)
-           AS taken
-     WHERE e.id = taken.class_id
-), reminded AS (
-    INSERT INTO notification_job
-           (id, kind, user_id, subject_id, template_id, page, data, due_at, status, attempts)
-    SELECT j.id, j.kind, j.user_id, j.subject_id, j.template_id, j.page, j.data::jsonb, j.due_at,
-           'pending', 0
-      FROM unnest(ARRAY[gen_random_uuid()], ARRAY['class_reminder'], ARRAY[{parent}], ARRAY[{cls}],
-                  ARRAY['class-reminder'], ARRAY['pages/evening-class/detail?id=' || {cls}],
-                  ARRAY[jsonb_build_object('thing1', '{title}',
-                                           'time2', '{local:%m月%d日 %H}' || chr(58) || '{local:%M}',
-                                           'thing3', '压测报告厅')::text],
-                  ARRAY[greatest(now(), to_timestamp({int(setup.starts_at.timestamp())}) - interval '1 day')])
-           AS j(id, kind, user_id, subject_id, template_id, page, data, due_at)
-      JOIN placed AS p
-        ON p.class_id = j.subject_id AND p.parent_user_id = j.user_id AND p.status = 'confirmed'
-    ON CONFLICT (kind, user_id, subject_id) DO UPDATE
-       SET template_id = excluded.template_id, page = excluded.page, data = excluded.data,
-           due_at = excluded.due_at, status = excluded.status, attempts = 0,
-           lease_until = NULL, last_error = NULL, sent_at = NULL
-     WHERE notification_job.status = 'cancelled'
-    RETURNING 1
-), waiting AS (
-    SELECT class_id, count(*) AS ahead
-      FROM signup
-     WHERE class_id = ANY(CASE WHEN :seated::int = 1 THEN ARRAY[]::uuid[] ELSE ARRAY[{cls}] END)
-       AND status = 'waitlisted'
-     GROUP BY class_id
-)
-SELECT p.id, p.waitlist_seq, coalesce(w.ahead, 0) AS ahead
-  FROM placed AS p LEFT JOIN waiting AS w ON w.class_id = p.class_id;
+{take.strip()};
 COMMIT;
-"""  # noqa: S608 - pgbench's script, made of constants
+"""
+
+
+def _bind(statement: str, values: dict[int, str]) -> str:
+    """`statement` with each $n replaced by values[n] (every parameter must have one)."""
+    return re.sub(r"\$(\d+)", lambda m: values[int(m.group(1))], statement)
 
 
 @dataclass

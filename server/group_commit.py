@@ -60,10 +60,6 @@ class GroupCommit(Generic[R, A]):
         self.batches = 0  # transactions committed, for tests and operators
         self.retries = 0  # transactions rolled back to be written again (RetryBatch)
 
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
-
     async def submit(self, request: R) -> A:
         if len(self._waiting) >= self._max_waiting():
             raise RateLimited(1, "当前人数较多，请稍后重试", code="overloaded")

@@ -349,7 +349,7 @@ async def _position(session: AsyncSession, class_id: uuid.UUID, waitlist_seq: in
 # Its statements are sent on the session's asyncpg connection: a rush is CPU-bound, and SQLAlchemy costs
 # several times what PostgreSQL spends on them (see server.db.driver_connection).
 # scripts/bench_signups.py runs the same SQL in pgbench.
-_LOCK_CLASSES = """
+LOCK_CLASSES = """
 SELECT id, school_id, course_id, title, place, starts_at, capacity, confirmed_count, audience,
        audience_grades, audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at,
        ARRAY(SELECT parent_user_id
@@ -368,7 +368,7 @@ SELECT course_id, student_id FROM course_assignment
 # statement, so it sees every sign-up committed before the locks were ours. The partial unique index makes
 # a second live sign-up impossible whatever happens (no row comes back for it then), and the counter
 # follows the rows really inserted, with the check constraint behind it.
-_TAKE_PLACES = f"""
+TAKE_PLACES = f"""
 WITH placed AS (
     INSERT INTO signup (id, class_id, parent_user_id, status, waitlist_seq)
     SELECT id, class_id, parent_user_id, status, nextval('waitlist_seq')
@@ -442,7 +442,7 @@ async def sign_up_batch(
     parents = list({r.principal.id for r in requests})
     live: set[tuple[uuid.UUID, uuid.UUID]] = set()
     classes: dict[uuid.UUID, LockedClass] = {}
-    for record in await driver.fetch(_LOCK_CLASSES, list({r.class_id for r in requests}), parents):
+    for record in await driver.fetch(LOCK_CLASSES, list({r.class_id for r in requests}), parents):
         row = dict(record)
         live.update((row["id"], parent) for parent in row.pop("signed_up"))
         classes[row["id"]] = LockedClass(**row)
@@ -470,7 +470,7 @@ async def sign_up_batch(
         return answers
 
     rows = await driver.fetch(
-        _TAKE_PLACES,
+        TAKE_PLACES,
         [p.id for p in places],
         [p.class_id for p in places],
         [p.parent_id for p in places],

@@ -86,11 +86,13 @@ async def enqueue(session: AsyncSession, jobs: Sequence[Job]) -> int:
     is and not counted. A *cancelled* one is revived with the new content and due time (a parent who
     cancels and signs up again must still be reminded), which counts like a new job. Of two jobs with
     the same key in one call, the first is kept."""
-    unique = list({(j.kind, j.user_id, j.subject_id): j for j in reversed(jobs)}.values())[::-1]
+    unique: dict[tuple[str, uuid.UUID, uuid.UUID], Job] = {}
+    for job in jobs:  # one statement cannot write a row twice
+        unique.setdefault((job.kind, job.user_id, job.subject_id), job)
     if not unique:
         return 0
     driver = await driver_connection(session)
-    return int(await driver.fetchval(_ENQUEUE, *job_arrays(unique)))
+    return int(await driver.fetchval(_ENQUEUE, *job_arrays(list(unique.values()))))
 
 
 async def cancel(session: AsyncSession, *, kind: str, user_id: uuid.UUID, subject_id: uuid.UUID) -> None:
