@@ -29,20 +29,21 @@ What it does, in one run (the service machinery is bench_platform's, in scripts/
    shared queue when its answer arrives (closed loop, one request in flight per connection). A 429
    goes back to the front of the queue after its Retry-After; shed load is counted, not an error.
 5. After the rush, the invariants are read from the database: oversold seats (confirmed sign-ups above
-   capacity), double sign-ups (two live sign-ups of one parent in one class), the seat counter against
-   the rows, waitlisted parents in classes with free seats, parents without a sign-up, reminder jobs.
+   capacity), double sign-ups (two live sign-ups of one parent in one class), the seat and waitlist
+   counters against the rows, waitlisted parents in classes with free seats, parents without a sign-up,
+   reminder jobs.
 6. The PostgreSQL ceiling: pgbench (shipped with the embedded server) runs the service's sign-up SQL,
    statement for statement, as a custom script (-M prepared, --pgbench-clients clients,
    --pgbench-seconds) on a separate set of 100 classes and 20,000 parents created for it. The service
    writes sign-ups in batches (models/evening_classes/service.py, sign_up_batch); each pgbench
-   transaction is a batch of one sign-up: BEGIN; lock the class and read whether the parent already
-   holds a place (SELECT ... FOR UPDATE; the service checks the audience and the window in Python); in
-   one statement INSERT the sign-up, confirmed or waitlisted by the seats left, ON CONFLICT DO NOTHING on
-   the partial unique index, move the class's seat counter, INSERT the reminder of a confirmed seat
-   into notification_job (ON CONFLICT DO UPDATE ... WHERE cancelled) and count who already waits;
-   COMMIT. So pgbench measures what PostgreSQL does with one transaction per sign-up, the way a service
-   without group commit would have to write them; the service can go past it. Its classes have seats
-   enough never to fill during the run, so every pgbench transaction takes the confirmed path.
+   transaction is a batch of one sign-up, the two statements the service sends per batch: read the
+   class (the service checks the audience and the window in Python), then TAKE_PLACES in autocommit,
+   one statement that locks the class, skips a parent who already holds a place, INSERTs the sign-up,
+   confirmed or waitlisted by the seats left, moves the class's counters and INSERTs the reminder of a
+   confirmed seat into notification_job (ON CONFLICT DO UPDATE ... WHERE cancelled). So pgbench
+   measures what PostgreSQL does with one transaction per sign-up, the way a service without group
+   commit would have to write them; the service can go past it. Its classes have seats enough never to
+   fill during the run, so every pgbench transaction takes the confirmed path.
 7. Prints requests/s, sign-ups/s, p50/p99 latency, the time until the seats of every class that filled
    were taken, the invariants, errors, timeouts and 429s, CPU per process, pgbench's TPS and the
    ratios, and the verdicts: p99 < 300 ms, seats of the full classes taken within 3 s, the service at
@@ -668,7 +669,7 @@ async def _invariants(class_ids: list[uuid.UUID], parent_ids: list[uuid.UUID] | 
     conn = await _connect()
     try:
         rows = await conn.fetch(
-            """SELECT c.id, c.capacity, c.confirmed_count,
+            """SELECT c.id, c.capacity, c.confirmed_count, c.waitlisted_count,
                       count(s.id) FILTER (WHERE s.status = 'confirmed') AS confirmed,
                       count(s.id) FILTER (WHERE s.status = 'waitlisted') AS waitlisted
                FROM evening_class c LEFT JOIN signup s ON s.class_id = c.id
@@ -710,7 +711,11 @@ async def _invariants(class_ids: list[uuid.UUID], parent_ids: list[uuid.UUID] | 
         "oversold_classes": sum(1 for r in rows if r["confirmed"] > r["capacity"]),
         "oversold_seats": sum(max(0, r["confirmed"] - r["capacity"]) for r in rows),
         "double_signups": doubles,
-        "seat_counter_mismatches": sum(1 for r in rows if r["confirmed_count"] != r["confirmed"]),
+        "seat_counter_mismatches": sum(
+            1
+            for r in rows
+            if (r["confirmed_count"], r["waitlisted_count"]) != (r["confirmed"], r["waitlisted"])
+        ),
         "waitlisted_with_free_seats": sum(
             1 for r in rows if r["waitlisted"] and r["confirmed"] < r["capacity"]
         ),
@@ -812,16 +817,21 @@ def describe_demand(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
 # ==== driver: pgbench ================================================================================
 
 
-def pgbench_script(setup: Setup) -> str:
-    """The service's sign-up SQL (models/evening_classes/service.py: LOCK_CLASSES and TAKE_PLACES, the
+def pgbench_script(setup: Setup, clients: int) -> str:
+    """The service's sign-up SQL (models/evening_classes/service.py: CLASSES and TAKE_PLACES, the
     reminders' INSERT included) for pgbench, each transaction a batch of one sign-up: the statements
     themselves, their $n parameters replaced by pgbench expressions. -M prepared, so the :variables
     become parameters, as asyncpg sends them. This is PostgreSQL's ceiling for sign-ups made one
     transaction each; the service, which writes them in batches, may go past it.
 
+    Each client draws its parents from a range of its own: two clients signing up one parent for one
+    class at the same instant would make one of them fail on the unique index (the service then writes
+    its batch again, which pgbench cannot do). A parent drawn twice by one client is told it is already
+    signed up, as in the service.
+
     No colon may appear but in casts and variables (pgbench reads `:name` as a variable even inside a
     string), hence chr(58)."""
-    from models.evening_classes.service import LOCK_CLASSES, TAKE_PLACES
+    from models.evening_classes.service import CLASSES, TAKE_PLACES
     from models.learning.rules import SHANGHAI
 
     local = setup.starts_at.astimezone(SHANGHAI)
@@ -834,33 +844,29 @@ def pgbench_script(setup: Setup) -> str:
         f"jsonb_build_object('thing1', '{title}', 'time2', '{local:%m月%d日 %H}' || chr(58) || '{local:%M}', "
         "'thing3', '压测报告厅')::text"
     )
-    lock = _bind(LOCK_CLASSES, {1: f"ARRAY[{cls}]", 2: f"ARRAY[{parent}]"})
+    read = _bind(CLASSES, {1: f"ARRAY[{cls}]"})
     take = _bind(
         TAKE_PLACES,
         {
             1: "ARRAY[gen_random_uuid()]",
             2: f"ARRAY[{cls}]",
             3: f"ARRAY[{parent}]",
-            4: "ARRAY[CASE WHEN :seated::int = 1 THEN 'confirmed' ELSE 'waitlisted' END]",
-            5: f"(CASE WHEN :seated::int = 1 THEN ARRAY[]::uuid[] ELSE ARRAY[{cls}] END)",
-            # the reminder of the seat, in notifications.job_arrays()'s order (joined to the seat taken)
-            6: "ARRAY[gen_random_uuid()]",
-            7: "ARRAY['class_reminder']",
-            8: f"ARRAY[{parent}]",
-            9: f"ARRAY[{cls}]",
-            10: "ARRAY['class-reminder']",
-            11: f"ARRAY['pages/evening-class/detail?id=' || {cls}]",
-            12: f"ARRAY[{reminder}]",
-            13: f"ARRAY[{due}]",
+            # the reminder of the seat, in notifications.job_arrays()'s order (written if it is a seat)
+            4: "ARRAY[gen_random_uuid()]",
+            5: "ARRAY['class_reminder']",
+            6: f"ARRAY[{parent}]",
+            7: f"ARRAY[{cls}]",
+            8: "ARRAY['class-reminder']",
+            9: f"ARRAY['pages/evening-class/detail?id=' || {cls}]",
+            10: f"ARRAY[{reminder}]",
+            11: f"ARRAY[{due}]",
         },
     )
-    return f"""\\set p random(0, {PGBENCH_PARENTS - 1})
+    own = PGBENCH_PARENTS // clients
+    return f"""\\set p :client_id * {own} + random(0, {own - 1})
 \\set c random(0, {PGBENCH_CLASSES - 1})
-BEGIN;
-{lock.strip()} \\gset
-\\set seated least(greatest(:capacity - :confirmed_count, 0), 1)
+{read.strip()};
 {take.strip()};
-COMMIT;
 """
 
 
@@ -883,7 +889,7 @@ def run_pgbench(setup: Setup, service_pid: int, clients: int, seconds: float) ->
     from server.embedded import pg_bin
 
     script = DATA_DIR / "signups-pgbench.sql"
-    script.write_text(pgbench_script(setup))
+    script.write_text(pgbench_script(setup, clients))
     threads = max(1, min(clients, os.cpu_count() or 1))
     command = [
         pg_bin("pgbench"),
@@ -1179,7 +1185,7 @@ def results(
             "latency_avg_ms": pgb.latency_ms,
             "database": pgb_invariants,
             "cpu": pgb_cpu,
-            "script": pgbench_script(setup),
+            "script": pgbench_script(setup, args.pgbench_clients),
         },
         "ratio": {
             "signups_per_second_over_pgbench_tps": round(ratio, 3),
@@ -1260,8 +1266,9 @@ def report(r: dict[str, Any]) -> None:
     print(
         f"database after the rush: {db['confirmed']} confirmed of {db['seats']} seats, {db['waitlisted']} "
         f"waitlisted, {db['full_classes']} classes full; oversold seats {db['oversold_seats']} "
-        f"(in {db['oversold_classes']} classes), double sign-ups {db['double_signups']}, seat counters off "
-        f"{db['seat_counter_mismatches']}, waitlists beside free seats {db['waitlisted_with_free_seats']}, "
+        f"(in {db['oversold_classes']} classes), double sign-ups {db['double_signups']}, "
+        f"seat or waitlist counters off {db['seat_counter_mismatches']}, "
+        f"waitlists beside free seats {db['waitlisted_with_free_seats']}, "
         f"parents without a sign-up {db['parents_without_signup']}, with several "
         f"{db['parents_with_several_signups']}, reminder jobs {db['reminder_jobs']} "
         f"({'= confirmed' if db['reminders_match_confirmed'] else '≠ confirmed'}); confirmed answers seen by "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -47,3 +49,13 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
         await adapter._start_transaction()
     driver: asyncpg.Connection = fairy.driver_connection
     return driver
+
+
+@asynccontextmanager
+async def autocommit_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled asyncpg connection in autocommit: each statement on it is a transaction of its own."""
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        fairy = await connection.get_raw_connection()
+        driver: asyncpg.Connection = fairy.driver_connection
+        yield driver

@@ -90,7 +90,7 @@ class Deps:
         )
         self.notifications = NotificationWorker(self.sessions, self.wechat, clock=lambda: self.clock())
         self.signups = GroupCommit(
-            self.sessions, sign_up_batch, max_waiting=lambda: self.settings.max_queued_signups
+            self.engine, sign_up_batch, max_waiting=lambda: self.settings.max_queued_signups
         )
 
     @classmethod

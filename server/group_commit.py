@@ -7,24 +7,26 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.db import autocommit_connection
 from server.errors import AppError, RateLimited
 
 log = logging.getLogger("group_commit")
 R = TypeVar("R")  # a request
 A = TypeVar("A")  # an answer
 
-Write = Callable[[AsyncSession, Sequence[R]], Awaitable[Sequence[A | AppError]]]
+Write = Callable[[asyncpg.Connection, Sequence[R]], Awaitable[Sequence[A | AppError]]]
 
 
 class BatchFailed(Exception):
-    """The transaction of a batch failed: nothing of it was written (the cause is chained)."""
+    """Writing a batch failed: nothing of it was written (the cause is chained)."""
 
 
 class RetryBatch(Exception):
-    """Raised by `write` when what it read was overtaken: the transaction is rolled back and the batch
-    written again in a new one (up to MAX_ATTEMPTS times in all)."""
+    """Raised by `write` when its statement failed because what it read was overtaken (nothing was
+    written): the batch is written again (up to MAX_ATTEMPTS times in all)."""
 
 
 MAX_ATTEMPTS = 3
@@ -34,31 +36,33 @@ class GroupCommit(Generic[R, A]):
     """Writes requests in batches, one transaction per batch and one batch at a time in this process.
 
     A request that finds nothing being written goes at once, so a quiet service adds no wait. In a rush,
-    each transaction carries everything that queued while the previous one ran (up to `max_batch`): the
-    round trips, the BEGIN and the COMMIT are paid once per batch instead of once per request.
+    each batch carries everything that queued while the previous one was written (up to `max_batch`):
+    the round trips and the commit are paid once per batch instead of once per request.
 
-    `write(session, batch)` returns one answer per request, in order: its result, or the AppError that
-    request alone caused (the rest of the batch still commits). Answers are given once the transaction
-    has committed. `write` may raise RetryBatch to have the batch written again in a new transaction.
-    If `write` or the commit raises anything else, every request of the batch gets BatchFailed.
+    `write(connection, batch)` gets a pooled asyncpg connection in autocommit and must write the batch
+    atomically, in one statement (its own transaction): nothing is then held between round trips to
+    this process, whose event loop may be slow to come back in a rush. It returns one answer per
+    request, in order: its result, or the AppError that request alone caused (the rest of the batch is
+    still written). Answers are given once `write` has returned. `write` may raise RetryBatch to have
+    the batch written again. If it raises anything else, every request of the batch gets BatchFailed.
     More than `max_waiting()` requests waiting are refused with 429 at once rather than left to time out."""
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         write: Write[R, A],
         *,
         max_waiting: Callable[[], int],
         max_batch: int = 200,
     ) -> None:
-        self._sessions = sessions
+        self._engine = engine
         self._write = write
         self._max_waiting = max_waiting
         self._max_batch = max_batch
         self._waiting: list[tuple[R, asyncio.Future[A | AppError]]] = []
         self._writer: asyncio.Task[None] | None = None
-        self.batches = 0  # transactions committed, for tests and operators
-        self.retries = 0  # transactions rolled back to be written again (RetryBatch)
+        self.batches = 0  # batches written, for tests and operators
+        self.retries = 0  # batches sent again (RetryBatch)
 
     async def submit(self, request: R) -> A:
         if len(self._waiting) >= self._max_waiting():
@@ -86,8 +90,8 @@ class GroupCommit(Generic[R, A]):
         try:
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 try:
-                    async with self._sessions() as session, session.begin():
-                        answers = await self._write(session, requests)
+                    async with autocommit_connection(self._engine) as connection:
+                        answers = await self._write(connection, requests)
                     break
                 except RetryBatch:
                     self.retries += 1

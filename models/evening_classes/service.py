@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
+import asyncpg
 from sqlalchemy import ColumnElement, and_, false, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -195,7 +195,7 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
 
 
 def _in_audience(
-    principal: Principal, evening: EveningClass | LockedClass, invited: set[tuple[uuid.UUID, uuid.UUID]]
+    principal: Principal, evening: EveningClass | ClassRules, invited: set[tuple[uuid.UUID, uuid.UUID]]
 ) -> bool:
     """_audience_of_children() for a class already read: the same rule, checked in Python (a sign-up rush
     reads its classes anyway, and building that SQL cost more than the query). `invited` holds the
@@ -213,7 +213,7 @@ def _in_audience(
 
 
 async def _invitations(
-    session: AsyncSession, classes: Iterable[EveningClass | LockedClass], principals: Iterable[Principal]
+    driver: asyncpg.Connection, classes: Iterable[EveningClass | ClassRules], principals: Iterable[Principal]
 ) -> set[tuple[uuid.UUID, uuid.UUID]]:
     """The (course, student) assignments that invite these parents' children to these classes (a query
     only when one of the classes is for invited families)."""
@@ -221,7 +221,6 @@ async def _invitations(
     if not courses:
         return set()
     students = list({child.id for p in principals for child in p.children})
-    driver = await driver_connection(session)
     return {(row["course_id"], row["student_id"]) for row in await driver.fetch(_INVITED, courses, students)}
 
 
@@ -238,9 +237,11 @@ async def get_class(
     else:
         stmt = select(EveningClass).where(EveningClass.id == class_id, visible_to(principal))
     found = (await session.execute(stmt)).scalar_one_or_none()
-    if found is None or (
-        as_parent and not _in_audience(principal, found, await _invitations(session, [found], [principal]))
-    ):
+    if found is not None and as_parent:
+        invited = await _invitations(await driver_connection(session), [found], [principal])
+        if not _in_audience(principal, found, invited):
+            found = None
+    if found is None:
         raise NotFound("夜校课程不存在")
     return found
 
@@ -345,62 +346,81 @@ async def _position(session: AsyncSession, class_id: uuid.UUID, waitlist_seq: in
 
 # ---- signing up and cancelling ------------------------------------------------------------------------
 # Sign-ups are written in batches (group commit, see server.group_commit): in a rush the requests that
-# arrive while one batch is being written go together in the next, one transaction for all of them.
-# Its statements are sent on the session's asyncpg connection: a rush is CPU-bound, and SQLAlchemy costs
-# several times what PostgreSQL spends on them (see server.db.driver_connection).
-# scripts/bench_signups.py runs the same SQL in pgbench.
-LOCK_CLASSES = """
-SELECT id, school_id, course_id, title, place, starts_at, capacity, confirmed_count, audience,
-       audience_grades, audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at,
-       ARRAY(SELECT parent_user_id
-               FROM signup
-              WHERE class_id = evening_class.id AND parent_user_id = ANY($2::uuid[])
-                AND status <> 'cancelled') AS signed_up
+# arrive while one batch is being written go together in the next. A batch reads its classes, checks
+# each request in Python, then takes every place in ONE statement sent in autocommit: its own
+# transaction, which holds the class locks only while PostgreSQL runs it and commits, never across a
+# round trip to this process (whose event loop, busy with the rush, would make every other batch wait).
+# The statements go on the asyncpg connection: a rush is CPU-bound, and SQLAlchemy costs several times
+# what PostgreSQL spends on them (see server.db.driver_connection). scripts/bench_signups.py runs
+# TAKE_PLACES in pgbench.
+CLASSES = """
+SELECT id, school_id, course_id, title, place, starts_at, audience, audience_grades,
+       audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at
   FROM evening_class
- WHERE id = ANY($1::uuid[])
- ORDER BY id
-   FOR UPDATE"""
+ WHERE id = ANY($1::uuid[])"""
 _INVITED = """
 SELECT course_id, student_id FROM course_assignment
  WHERE course_id = ANY($1::uuid[]) AND student_id = ANY($2::uuid[])"""
-# Every place of the batch, the seat counters moved by the seats taken, the reminders of the confirmed
-# places, and how many were already waiting in the classes ($5) where the batch joins a waitlist: a new
-# statement, so it sees every sign-up committed before the locks were ours. The partial unique index makes
-# a second live sign-up impossible whatever happens (no row comes back for it then), and the counter
-# follows the rows really inserted, with the check constraint behind it.
+# $1..$3: the requests that passed the checks, in arrival order (id of the place to create, class,
+# parent; no parent twice in one class). $4..: the reminder of each, written for those who get a seat.
+# The classes are locked in id order (two batches cannot deadlock); the locked rows are the latest
+# versions, so seats and waitlist lengths are exact. Seats go in arrival order, then waitlist places,
+# numbered behind those already waiting. Whether a parent already holds a place is read from the
+# statement's snapshot, taken before the locks were granted: a place committed in between (the same
+# parent through the other process) makes the INSERT fail on the partial unique index, nothing is
+# written, and the batch is sent again (RetryBatch), then seeing it.
 TAKE_PLACES = f"""
-WITH placed AS (
+WITH asked AS (
+    SELECT *
+      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) WITH ORDINALITY AS a(id, class_id, parent_user_id, n)
+), locked AS (
+    SELECT id, capacity - confirmed_count AS free, waitlisted_count AS waiting
+      FROM evening_class
+     WHERE id = ANY($2::uuid[])
+     ORDER BY id
+       FOR UPDATE
+), ranked AS (
+    SELECT a.id, a.class_id, a.parent_user_id, a.n, l.free, l.waiting,
+           row_number() OVER (PARTITION BY a.class_id ORDER BY a.n) AS rank
+      FROM asked AS a JOIN locked AS l ON l.id = a.class_id
+     WHERE NOT EXISTS (SELECT FROM signup AS s
+                        WHERE s.class_id = a.class_id AND s.parent_user_id = a.parent_user_id
+                          AND s.status <> 'cancelled')
+), new AS (
+    SELECT id, class_id, parent_user_id, n,
+           CASE WHEN rank <= free THEN 'confirmed' ELSE 'waitlisted' END AS status,
+           CASE WHEN rank > free THEN waiting + rank - free END AS position
+      FROM ranked
+), placed AS (
     INSERT INTO signup (id, class_id, parent_user_id, status, waitlist_seq)
-    SELECT id, class_id, parent_user_id, status, nextval('waitlist_seq')
-      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[]) AS s(id, class_id, parent_user_id, status)
-    ON CONFLICT (class_id, parent_user_id) WHERE status <> 'cancelled' DO NOTHING
-    RETURNING id, class_id, parent_user_id, status, waitlist_seq
-), seated AS (
-    UPDATE evening_class AS e SET confirmed_count = e.confirmed_count + taken.seats
-      FROM (SELECT class_id, count(*) AS seats FROM placed WHERE status = 'confirmed' GROUP BY class_id)
-           AS taken
-     WHERE e.id = taken.class_id
+    SELECT id, class_id, parent_user_id, status, nextval('waitlist_seq') FROM new ORDER BY n
+    RETURNING class_id, parent_user_id, status
+), counted AS (
+    UPDATE evening_class AS e
+       SET confirmed_count = e.confirmed_count + c.confirmed,
+           waitlisted_count = e.waitlisted_count + c.waiting
+      FROM (SELECT class_id, count(*) FILTER (WHERE status = 'confirmed') AS confirmed,
+                   count(*) FILTER (WHERE status = 'waitlisted') AS waiting
+              FROM placed GROUP BY class_id) AS c
+     WHERE e.id = c.class_id
 ), reminded AS ({
     notifications.insert_jobs(
-        f"{notifications.jobs_unnest(6)} JOIN placed AS p"
+        f"{notifications.jobs_unnest(4)} JOIN placed AS p"
         " ON p.class_id = j.subject_id AND p.parent_user_id = j.user_id AND p.status = 'confirmed'"
     )
 }
-), waiting AS (
-    SELECT class_id, count(*) AS ahead
-      FROM signup
-     WHERE class_id = ANY($5::uuid[]) AND status = 'waitlisted'
-     GROUP BY class_id
 )
-SELECT p.id, p.waitlist_seq, coalesce(w.ahead, 0) AS ahead
-  FROM placed AS p LEFT JOIN waiting AS w ON w.class_id = p.class_id"""  # noqa: S608 - constants only
+SELECT a.n, new.status, new.position
+  FROM asked AS a LEFT JOIN new ON new.id = a.id
+ ORDER BY a.n"""  # noqa: S608 - constants only
 _WAITLIST_POSITION = """
 SELECT count(*) FROM signup WHERE class_id = $1 AND status = 'waitlisted' AND waitlist_seq <= $2"""
 
 
 @dataclass(frozen=True, slots=True)
-class LockedClass:
-    """What a sign-up reads of its class (under the row lock)."""
+class ClassRules:
+    """What a sign-up checks of its class before taking a place. None of it changes once the class
+    is scheduled, so it is read without a lock."""
 
     id: uuid.UUID
     school_id: uuid.UUID
@@ -408,8 +428,6 @@ class LockedClass:
     title: str
     place: str | None
     starts_at: datetime
-    capacity: int
-    confirmed_count: int
     audience: str
     audience_grades: list[int] | None
     audience_classroom_ids: list[uuid.UUID] | None
@@ -429,91 +447,65 @@ class SignupRequest:
 
 
 async def sign_up_batch(
-    session: AsyncSession, requests: Sequence[SignupRequest]
+    driver: asyncpg.Connection, requests: Sequence[SignupRequest]
 ) -> list[SignupOut | AppError]:
-    """Sign up every request in one transaction: a seat while the class has one, else a place on its
-    waitlist. Each request gets its answer, or the error it alone caused (the others still commit).
+    """Sign up every request: a seat while the class has one, else a place on its waitlist. Each
+    request gets its answer, or the error it alone caused (the others are still written).
 
-    The classes are locked in id order (two batches cannot deadlock) and stay locked to the commit, so
-    waitlist numbers are drawn in commit order and the positions answered are the ones parents really
-    have. Within a batch, requests are served in the order they arrived. Two statements while the locks
-    are held, then the commit: other batches wait for these classes as little as possible."""
-    driver = await driver_connection(session)
-    parents = list({r.principal.id for r in requests})
-    live: set[tuple[uuid.UUID, uuid.UUID]] = set()
-    classes: dict[uuid.UUID, LockedClass] = {}
-    for record in await driver.fetch(LOCK_CLASSES, list({r.class_id for r in requests}), parents):
-        row = dict(record)
-        live.update((row["id"], parent) for parent in row.pop("signed_up"))
-        classes[row["id"]] = LockedClass(**row)
-    invited = await _invitations(session, classes.values(), [r.principal for r in requests])
+    `driver` must be in autocommit: the places are taken by one statement, its own transaction (see
+    TAKE_PLACES). Within a batch, requests are served in the order they arrived."""
+    rows = await driver.fetch(CLASSES, list({r.class_id for r in requests}))
+    classes = {row["id"]: ClassRules(**row) for row in rows}
+    invited = await _invitations(driver, classes.values(), [r.principal for r in requests])
 
-    seats_left = {c.id: c.capacity - c.confirmed_count for c in classes.values()}
-    answers: list[SignupOut | AppError] = []
-    places: list[_Place] = []
-    reminders: list[notifications.Job] = []
+    answers: list[SignupOut | AppError | None] = []
+    asked: list[tuple[int, SignupRequest, ClassRules]] = []
+    seen: set[tuple[uuid.UUID, uuid.UUID]] = set()
     for request in requests:
         evening = classes.get(request.class_id)
         if evening is None or not _in_audience(request.principal, evening, invited):
             answers.append(NotFound("夜校课程不存在"))
-        elif (refusal := _refusal(request, evening, live)) is not None:
+        elif (refusal := _refusal(request, evening, seen)) is not None:
             answers.append(refusal)
         else:
-            live.add((evening.id, request.principal.id))
-            status = "confirmed" if seats_left[evening.id] > 0 else "waitlisted"
-            if status == "confirmed":
-                seats_left[evening.id] -= 1
-                reminders.append(_reminder(evening, request.principal.id, request.templates, request.now))
-            places.append(_Place(uuid.uuid4(), len(answers), evening.id, request.principal.id, status))
-            answers.append(SignupOut(class_id=evening.id, status=status))
-    if not places:
-        return answers
-
-    rows = await driver.fetch(
-        TAKE_PLACES,
-        [p.id for p in places],
-        [p.class_id for p in places],
-        [p.parent_id for p in places],
-        [p.status for p in places],
-        list({p.class_id for p in places if p.status == "waitlisted"}),
-        *notifications.job_arrays(reminders),
-    )
-    if len(rows) < len(places):
-        # A parent of the batch signed up from another process just before our locks (after the read
-        # above had begun): the seat counted for them is free. Run the batch again, now seeing them.
-        raise RetryBatch
-    # Waitlist positions: behind those already waiting, then in the order the numbers were drawn.
-    placed = {row["id"]: row for row in rows}
-    behind: Counter[uuid.UUID] = Counter()
-    for place in sorted(places, key=lambda p: placed[p.id]["waitlist_seq"]):
-        if place.status == "waitlisted":
-            behind[place.class_id] += 1
-            position = placed[place.id]["ahead"] + behind[place.class_id]
-            answers[place.answer] = SignupOut(class_id=place.class_id, status="waitlisted", position=position)
-    return answers
-
-
-class _Place(NamedTuple):
-    """A seat or waitlist place a batch takes, and which of its answers it is."""
-
-    id: uuid.UUID
-    answer: int
-    class_id: uuid.UUID
-    parent_id: uuid.UUID
-    status: str
+            seen.add((evening.id, request.principal.id))
+            asked.append((len(answers), request, evening))
+            answers.append(None)
+    if asked:
+        try:
+            taken = await driver.fetch(
+                TAKE_PLACES,
+                [uuid.uuid4() for _ in asked],
+                [evening.id for _, _, evening in asked],
+                [request.principal.id for _, request, _ in asked],
+                *notifications.job_arrays(
+                    [_reminder(evening, r.principal.id, r.templates, r.now) for _, r, evening in asked]
+                ),
+            )
+        except asyncpg.UniqueViolationError as overtaken:
+            raise RetryBatch from overtaken
+        for (answer, _, evening), row in zip(asked, taken, strict=True):
+            if row["status"] is None:
+                answers[answer] = AlreadySignedUp()
+            else:
+                answers[answer] = SignupOut(
+                    class_id=evening.id, status=row["status"], position=row["position"]
+                )
+    return [a for a in answers if a is not None]
 
 
 def _refusal(
-    request: SignupRequest, evening: LockedClass, live: set[tuple[uuid.UUID, uuid.UUID]]
+    request: SignupRequest, evening: ClassRules, seen: set[tuple[uuid.UUID, uuid.UUID]]
 ) -> AppError | None:
-    """Why a parent in the class's audience may not sign up now, if they may not."""
+    """Why a parent in the class's audience may not sign up now, if they may not (`seen`: the places
+    asked for earlier in the same batch)."""
     if evening.cancelled_at is not None:
         return ClassCancelled()
     if not evening.signup_opens_at <= request.now < evening.signup_closes_at:
         return SignupClosed(
             f"报名时间：{_local(evening.signup_opens_at)} 至 {_local(evening.signup_closes_at)}"
         )
-    if (evening.id, request.principal.id) in live:
+    if (evening.id, request.principal.id) in seen:
         return AlreadySignedUp()
     return None
 
@@ -549,6 +541,8 @@ async def cancel_signup(
     if now > evening.cancel_deadline:
         raise CancelClosed(f"取消截止时间：{_local(evening.cancel_deadline)}")
     was_confirmed = mine.status == "confirmed"
+    if not was_confirmed:
+        evening.waitlisted_count -= 1
     mine.status, mine.cancelled_at = "cancelled", now
     await notifications.cancel(session, kind="class_reminder", user_id=principal.id, subject_id=evening.id)
     promoted = None
@@ -564,6 +558,7 @@ async def cancel_signup(
         ).scalar_one_or_none()
         if promoted is not None:
             promoted.status, promoted.promoted_at = "confirmed", now
+            evening.waitlisted_count -= 1
             promotion = notifications.Job(
                 kind="waitlist_promoted",
                 user_id=promoted.parent_user_id,
@@ -786,7 +781,7 @@ REMINDER_BEFORE = timedelta(days=1)
 
 
 def _reminder(
-    evening: EveningClass | LockedClass, parent_id: uuid.UUID, templates: Templates, now: datetime
+    evening: EveningClass | ClassRules, parent_id: uuid.UUID, templates: Templates, now: datetime
 ) -> notifications.Job:
     """The day-before reminder for a confirmed seat (at once if the class is sooner than that)."""
     return notifications.Job(

@@ -31,6 +31,7 @@ class EveningClass(UuidPk, Timestamped, Base):
     __table_args__ = (
         CheckConstraint("capacity > 0", name="capacity_positive"),
         CheckConstraint("confirmed_count BETWEEN 0 AND capacity", name="seats_never_oversold"),
+        CheckConstraint("waitlisted_count >= 0", name="waitlist_not_negative"),
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
         CheckConstraint("signup_closes_at > signup_opens_at", name="window_ordered"),
         CheckConstraint("audience IN ('school', 'grades', 'classrooms', 'invited')", name="audience_known"),
@@ -48,6 +49,8 @@ class EveningClass(UuidPk, Timestamped, Base):
     capacity: Mapped[int] = mapped_column(Integer)
     # Seats taken, kept on the row so that sign-ups serialise on its lock (see the package docstring).
     confirmed_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Parents on the waitlist, kept beside it so that a sign-up learns its position from the locked row.
+    waitlisted_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     audience: Mapped[str] = mapped_column(String(12))
     audience_grades: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
     audience_classroom_ids: Mapped[list[uuid.UUID] | None] = mapped_column(ARRAY(Uuid))

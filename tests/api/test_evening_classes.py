@@ -143,10 +143,15 @@ async def jobs(deps: Deps, kind: str, user_id: uuid.UUID | None = None) -> list[
 
 
 async def confirmed_count(deps: Deps, class_id: uuid.UUID) -> int:
+    return (await counters(deps, class_id))[0]
+
+
+async def counters(deps: Deps, class_id: uuid.UUID) -> tuple[int, int]:
+    """The seats taken and the parents waiting, as the class row counts them."""
     async with deps.sessions() as s:
         evening = await s.get(EveningClass, class_id)
         assert evening is not None
-        return evening.confirmed_count
+        return evening.confirmed_count, evening.waitlisted_count
 
 
 async def openid_of(deps: Deps, user_id: uuid.UUID) -> str:
@@ -497,7 +502,7 @@ async def test_cancelling_promotes_the_first_on_the_waitlist_and_tells_them(
     assert promoted["my_signup"] == {"status": "confirmed", "position": None, "present": False}
     assert promoted["seats_left"] == 0
     assert (await detail(api, d.token, class_id))["my_signup"]["position"] == 1
-    assert await confirmed_count(deps, class_id) == 2
+    assert await counters(deps, class_id) == (2, 1)
 
     [job] = await jobs(deps, "waitlist_promoted")
     assert job.user_id == c.user_id and job.status == "pending" and job.due_at == NOW
@@ -519,6 +524,7 @@ async def test_cancelling_promotes_the_first_on_the_waitlist_and_tells_them(
         (str(b.user_id), "confirmed"),
         (str(c.user_id), "confirmed"),
     ]
+    assert await counters(deps, class_id) == (2, 0)
     assert len(await jobs(deps, "waitlist_promoted")) == 1
 
     # Signing up again after cancelling is a new place at the end of the queue.
@@ -632,7 +638,7 @@ async def test_a_rush_of_500_sign_ups_for_50_seats(
     assert statuses == {"confirmed": 50, "waitlisted": 450}
     told = {uid: out["position"] for uid, out in by_parent.items() if out["status"] == "waitlisted"}
     assert sorted(told.values()) == list(range(1, 451))
-    assert await confirmed_count(deps, class_id) == 50
+    assert await counters(deps, class_id) == (50, 450)
     async with deps.sessions() as s:
         rows = (
             await s.execute(select(Signup.parent_user_id, Signup.status).where(Signup.class_id == class_id))
@@ -660,7 +666,7 @@ async def test_a_rush_of_500_sign_ups_for_50_seats(
     still_waiting = [uuid.UUID(e["parent_id"]) for e in after["items"] if e["status"] == "waitlisted"]
     assert still_waiting == queue[20:]
     assert [e["position"] for e in after["items"] if e["status"] == "waitlisted"] == list(range(1, 431))
-    assert await confirmed_count(deps, class_id) == 50
+    assert await counters(deps, class_id) == (50, 430)
     promoted_jobs = await jobs(deps, "waitlist_promoted")
     assert sorted(j.user_id for j in promoted_jobs) == sorted(queue[:20])
     first = await detail(api, tokens[queue[0]], class_id)
@@ -715,7 +721,7 @@ async def test_sign_ups_arriving_together_get_each_their_own_answer(
         assert (listed["confirmed"], listed["waitlisted"]) == (seats, waiting)
         queue = [uuid.UUID(e["parent_id"]) for e in listed["items"] if e["status"] == "waitlisted"]
         assert [told[uid] for uid in queue] == list(range(1, waiting + 1))
-        assert await confirmed_count(deps, class_id) == seats
+        assert await counters(deps, class_id) == (seats, waiting)
     reminded = Counter(j.subject_id for j in await jobs(deps, "class_reminder"))
     assert reminded == {small: 2, medium: 3}
 

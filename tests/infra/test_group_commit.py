@@ -1,5 +1,5 @@
-"""Group commit on the real database: requests that arrive together share one transaction, a request's
-own error leaves the others written, and a failed transaction writes nothing and fails every request."""
+"""Group commit on the real database: requests that arrive together share one statement, a request's
+own error leaves the others written, and a failed statement writes nothing and fails every request."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
+import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.db import make_session_factory
 from server.errors import AppError, Conflict, RateLimited
 from server.group_commit import BatchFailed, GroupCommit, Write
 
@@ -32,19 +32,13 @@ async def stored(engine: AsyncEngine, table: str) -> list[int]:
 
 
 def writer(table: str) -> Write[int, int]:
-    """Stores each value; odd values are refused (their own error); 13 breaks the whole transaction."""
+    """Stores the values in one statement; odd values are refused (their own error); 13 breaks the
+    whole statement."""
 
-    async def write(session: AsyncSession, values: Sequence[int]) -> list[int | AppError]:
-        answers: list[int | AppError] = []
-        for value in values:
-            if value == 13:  # a NULL primary key: PostgreSQL refuses it
-                await session.execute(text(f"INSERT INTO {table} VALUES (NULL)"))  # noqa: S608
-            if value % 2:
-                answers.append(Conflict(f"{value} is odd"))
-            else:
-                await session.execute(text(f"INSERT INTO {table} VALUES (:v)"), {"v": value})  # noqa: S608
-                answers.append(value * 10)
-        return answers
+    async def write(connection: asyncpg.Connection, values: Sequence[int]) -> list[int | AppError]:
+        stored = [None if v == 13 else v for v in values if v % 2 == 0 or v == 13]  # NULL: refused
+        await connection.execute(f"INSERT INTO {table} SELECT unnest($1::int[])", stored)
+        return [Conflict(f"{v} is odd") if v % 2 else v * 10 for v in values]
 
     return write
 
@@ -53,15 +47,15 @@ async def answers_of(batcher: GroupCommit[int, int], values: list[int]) -> list[
     return list(await asyncio.gather(*(batcher.submit(v) for v in values), return_exceptions=True))
 
 
-async def test_requests_arriving_together_share_transactions(engine: AsyncEngine, table: str) -> None:
+async def test_requests_arriving_together_share_statements(engine: AsyncEngine, table: str) -> None:
     batcher: GroupCommit[int, int] = GroupCommit(
-        make_session_factory(engine), writer(table), max_waiting=lambda: 1000, max_batch=20
+        engine, writer(table), max_waiting=lambda: 1000, max_batch=20
     )
     values = list(range(2, 102, 2))  # 50 requests
     assert await answers_of(batcher, values) == [v * 10 for v in values]
     assert batcher.batches == 3  # 20 + 20 + 10, not 50
     assert await stored(engine, table) == values
-    # A lone request goes at once, in a transaction of its own.
+    # A lone request goes at once, in a statement of its own.
     assert await batcher.submit(200) == 2000
     assert batcher.batches == 4
 
@@ -69,9 +63,7 @@ async def test_requests_arriving_together_share_transactions(engine: AsyncEngine
 async def test_a_request_refused_on_its_own_leaves_the_others_written(
     engine: AsyncEngine, table: str
 ) -> None:
-    batcher: GroupCommit[int, int] = GroupCommit(
-        make_session_factory(engine), writer(table), max_waiting=lambda: 1000
-    )
+    batcher: GroupCommit[int, int] = GroupCommit(engine, writer(table), max_waiting=lambda: 1000)
     answers = await answers_of(batcher, [2, 3, 4, 5])
     assert answers[0::2] == [20, 40]
     assert all(isinstance(a, Conflict) for a in answers[1::2])
@@ -79,12 +71,10 @@ async def test_a_request_refused_on_its_own_leaves_the_others_written(
     assert await stored(engine, table) == [2, 4]
 
 
-async def test_a_failed_transaction_writes_nothing_and_fails_every_request_of_its_batch(
+async def test_a_failed_statement_writes_nothing_and_fails_every_request_of_its_batch(
     engine: AsyncEngine, table: str
 ) -> None:
-    batcher: GroupCommit[int, int] = GroupCommit(
-        make_session_factory(engine), writer(table), max_waiting=lambda: 1000
-    )
+    batcher: GroupCommit[int, int] = GroupCommit(engine, writer(table), max_waiting=lambda: 1000)
     answers = await answers_of(batcher, [12, 13, 14])
     assert all(isinstance(a, BatchFailed) for a in answers), answers
     assert await stored(engine, table) == []
@@ -95,9 +85,7 @@ async def test_a_failed_transaction_writes_nothing_and_fails_every_request_of_it
 
 async def test_too_many_waiting_requests_are_refused_at_once(engine: AsyncEngine, table: str) -> None:
     limit = 0
-    batcher: GroupCommit[int, int] = GroupCommit(
-        make_session_factory(engine), writer(table), max_waiting=lambda: limit
-    )
+    batcher: GroupCommit[int, int] = GroupCommit(engine, writer(table), max_waiting=lambda: limit)
     with pytest.raises(RateLimited) as refused:
         await batcher.submit(2)
     assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "1"
