@@ -151,7 +151,7 @@ class ApiHandler(tornado.web.RequestHandler):
         """The caller, parsed from the cached JSON on first use (GET /me never needs the object)."""
         if self.principal is None:
             assert self._principal_json, "handler requires authentication"
-            self.principal = Principal.model_validate_json(self._principal_json)
+            self.principal = _parsed_principal(self._principal_json)
         return self.principal
 
     @property
@@ -340,6 +340,13 @@ class ApiHandler(tornado.web.RequestHandler):
     @property
     def client_ip(self) -> str:
         return str(self.request.remote_ip or "unknown")
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_principal(cached: bytes) -> Principal:
+    """A cached principal JSON parsed once per process, not once per request (a changed principal is
+    other JSON, so never stale)."""
+    return Principal.model_validate_json(cached)
 
 
 def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:

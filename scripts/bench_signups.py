@@ -925,7 +925,7 @@ def run_pgbench(setup: Setup, service_pid: int, clients: int, seconds: float) ->
                 raise RuntimeError("pgbench did not finish")
             refresh_postgres(groups)
             with contextlib.suppress(psutil.Error):
-                samples.append(sample(groups, 0, count_connections=False))
+                samples.append(sample(groups, 0, count_connections=False, private_memory=False))
             time.sleep(SAMPLE_INTERVAL)
         out, _ = proc.communicate()
     finally:
@@ -1072,7 +1072,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                         raise RuntimeError(f"warm-up failed: {ready['warm_statuses']}")
                 time.sleep(1.0)  # let the warm-up's last commits and flushes settle
                 groups = label_processes(service.pid, loadgen.pid, with_postgres=True)
-                samples: list[Sample] = [sample(groups, port, count_connections=False)]
+                samples: list[Sample] = [sample(groups, port, count_connections=False, private_memory=False)]
                 log(
                     f"rush: {args.parents} sign-ups (+{len(plan.retry)} retries) from {args.clients} "
                     "connections at once"
@@ -1087,7 +1087,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     time.sleep(SAMPLE_INTERVAL)
                     refresh_postgres(groups)
                     with contextlib.suppress(psutil.Error):
-                        samples.append(sample(groups, port, count_connections=False))
+                        samples.append(sample(groups, port, count_connections=False, private_memory=False))
                 out, _ = loadgen.communicate()
                 if loadgen.returncode != 0:
                     raise RuntimeError(f"load generator failed with code {loadgen.returncode}")

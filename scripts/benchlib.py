@@ -590,7 +590,11 @@ def refresh_postgres(groups: dict[str, list[psutil.Process]]) -> None:
             procs += [c for c in procs[0].children(recursive=True) if c.pid not in known]
 
 
-def sample(groups: dict[str, list[psutil.Process]], port: int, count_connections: bool) -> Sample:
+def sample(
+    groups: dict[str, list[psutil.Process]], port: int, count_connections: bool, private_memory: bool = True
+) -> Sample:
+    """CPU and memory of each group now. Reading private memory (smaps) costs the sampler, and the
+    sampled process, several ms each time: a benchmark that reports none passes private_memory=False."""
     rss: dict[str, int] = {}
     uss: dict[str, int] = {}
     cpu: dict[str, float] = {}
@@ -607,7 +611,7 @@ def sample(groups: dict[str, list[psutil.Process]], port: int, count_connections
                     if key == POSTGRES and p is procs[0]:
                         # backends that exited: the postmaster reaped them, their CPU is its children's
                         total_cpu += times.children_user + times.children_system
-                if key.startswith("tornado"):
+                if private_memory and key.startswith("tornado"):
                     uss[key] = p.memory_full_info().uss
                 if count_connections and key.startswith("tornado worker"):
                     conns[key] = sum(

@@ -30,6 +30,7 @@ from server.wechat_sandbox import SANDBOX_APPID, SANDBOX_SECRET
 
 log = logging.getLogger("server")
 LISTEN_BACKLOG = 4096
+YOUNG_COLLECTION_EVERY = 20_000  # net allocations between young-generation collections (default 700)
 
 
 def free_port() -> int:
@@ -146,6 +147,10 @@ def serve(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
+    # Hundreds of requests in flight keep many young objects alive at once; at Python's default (a young
+    # collection every 700 net allocations) the collector runs all the time. Measured in the sign-up
+    # rush (scripts.bench_signups): about 4% less CPU per request.
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
     deps = Deps.build(settings)
     server = tornado.httpserver.HTTPServer(
         make_app(deps),

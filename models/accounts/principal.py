@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 
+from pydantic import ConfigDict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +28,9 @@ from models.accounts.tables import (
 
 
 class Principal(Me):
+    # One parsed principal serves every request of its user in a process (see handlers.base): frozen.
+    model_config = ConfigDict(frozen=True)
+
     def has_any(self, roles: frozenset[Role] | set[Role]) -> bool:
         return not roles.isdisjoint(self.roles)
 
