@@ -77,37 +77,56 @@ class GroupCommit(Generic[R, A]):
         return result
 
     async def _write_all(self) -> None:
+        """Write batches while requests wait, on one connection: taking it from the pool and giving it
+        back each time would add two turns of a busy event loop to every batch."""
         try:
             while self._waiting:
-                batch = self._waiting[: self._max_batch]
-                del self._waiting[: self._max_batch]
-                await self._write_batch(batch)
+                try:
+                    async with autocommit_connection(self._engine) as connection:
+                        while self._waiting and await self._write_batch(connection, self._next_batch()):
+                            pass
+                except Exception as exc:  # no connection to be had: fail what waits rather than hang
+                    waiting, self._waiting = self._waiting, []
+                    self._fail(waiting, exc)
         finally:
             self._writer = None
 
-    async def _write_batch(self, batch: list[tuple[R, asyncio.Future[A | AppError]]]) -> None:
+    def _next_batch(self) -> list[tuple[R, asyncio.Future[A | AppError]]]:
+        batch = self._waiting[: self._max_batch]
+        del self._waiting[: self._max_batch]
+        return batch
+
+    async def _write_batch(
+        self, connection: asyncpg.Connection, batch: list[tuple[R, asyncio.Future[A | AppError]]]
+    ) -> bool:
+        """Write one batch and answer its requests; False if it failed (then the connection may be
+        broken: the next batch gets another)."""
         requests = [request for request, _ in batch]
         try:
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 try:
-                    async with autocommit_connection(self._engine) as connection:
-                        answers = await self._write(connection, requests)
+                    answers = await self._write(connection, requests)
                     break
                 except RetryBatch:
                     self.retries += 1
                     if attempt == MAX_ATTEMPTS:
                         raise
-            self.batches += 1
         except BaseException as exc:
-            log.exception("a batch of %d requests failed", len(batch))
-            for _, future in batch:
-                if not future.done():
-                    failed = BatchFailed(f"the batch of {len(batch)} failed")
-                    failed.__cause__ = exc
-                    future.set_exception(failed)
+            self._fail(batch, exc)
             if not isinstance(exc, Exception):
                 raise
-            return
+            return False
+        self.batches += 1
         for (_, future), answer in zip(batch, answers, strict=True):
             if not future.done():
                 future.set_result(answer)
+        return True
+
+    @staticmethod
+    def _fail(batch: list[tuple[R, asyncio.Future[A | AppError]]], exc: BaseException) -> None:
+        log.error("a batch of %d requests failed", len(batch), exc_info=exc)
+        for _, future in batch:
+            if not future.done():
+                failed = BatchFailed(f"the batch of {len(batch)} failed")
+                failed.__cause__ = exc
+                future.set_exception(failed)

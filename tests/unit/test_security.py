@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 import time
 import uuid
 
 import jwt
+import orjson
 import pytest
 from cryptography.exceptions import InvalidTag
 from pydantic import SecretStr, ValidationError
@@ -76,6 +79,69 @@ def test_token_missing_a_required_claim_is_refused() -> None:
     token = jwt.encode(payload, SECRET, algorithm="HS256")
     with pytest.raises(TokenError):
         TokenSigner(SECRET, "parent-school", ttl=600).verify(token)
+
+
+def _segment(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
+
+
+def _signed(header: str, payload: str, secret: str = SECRET) -> str:
+    mac = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # HS512 with this secret
+def test_only_the_exact_header_this_service_issues_is_accepted() -> None:
+    signer = TokenSigner(SECRET, "parent-school", ttl=600)
+    now = int(time.time())
+    claims = {"sub": "u", "sid": "s", "iss": "parent-school", "iat": now, "exp": now + 60, "typ": "access"}
+    payload = _segment(claims)
+    assert signer.verify(jwt.encode(claims, SECRET, algorithm="HS256")).user_id == "u"
+    refused = [
+        f"{_segment({'alg': 'none', 'typ': 'JWT'})}.{payload}.",  # unsigned
+        jwt.encode(claims, SECRET, algorithm="HS512"),  # another algorithm, same secret
+        jwt.encode(claims, SECRET, algorithm="HS256", headers={"kid": "other"}),  # an extra header field
+        _signed(_segment({"typ": "JWT", "alg": "HS256"}), payload),  # the same fields, another order
+    ]
+    for token in refused:
+        with pytest.raises(TokenError):
+            signer.verify(token)
+
+
+def test_a_tampered_or_malformed_token_is_refused() -> None:
+    signer = TokenSigner(SECRET, "parent-school", ttl=600)
+    token = signer.issue("u", "s")
+    header, payload, signature = token.split(".")
+    other_payload = signer.issue("someone-else", "s").split(".")[1]
+    for bad in [
+        f"{header}.{other_payload}.{signature}",  # another payload under this signature
+        f"{header}.{payload}.{signature[:-2]}",  # a cut signature
+        f"{header}.{payload}.{signature}=",  # padding: not the canonical encoding
+        f"{header}.{payload}.{signature}.x",  # a fourth segment
+        f"{header}.{payload}",
+        header,
+        "",
+        f"{header}.{payload}.é{signature}",  # not ASCII
+        "not a token at all",
+    ]:
+        with pytest.raises(TokenError):
+            signer.verify(bad)
+
+
+def test_claims_of_the_wrong_type_are_refused_even_when_signed() -> None:
+    signer = TokenSigner(SECRET, "parent-school", ttl=600)
+    header = signer.issue("u", "s").split(".")[0]
+    now = int(time.time())
+    good = {"sub": "u", "sid": "s", "iss": "parent-school", "iat": now, "exp": now + 60, "typ": "access"}
+    assert signer.verify(_signed(header, _segment(good))).session_id == "s"
+    for change in [{"exp": str(now + 60)}, {"exp": True}, {"sub": 7}, {"iat": None}, {"iss": None}]:
+        with pytest.raises(TokenError):
+            signer.verify(_signed(header, _segment({**good, **change})))
+    not_json = base64.urlsafe_b64encode(b"{not json").rstrip(b"=").decode()
+    with pytest.raises(TokenError):
+        signer.verify(_signed(header, not_json))
+    with pytest.raises(TokenError):
+        signer.verify(_signed(header, _segment([good])))  # type: ignore[arg-type]
 
 
 # ---- refresh tokens ---------------------------------------------------------------------------------
