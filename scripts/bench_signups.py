@@ -860,6 +860,7 @@ def pgbench_script(setup: Setup, clients: int) -> str:
             9: f"ARRAY['pages/evening-class/detail?id=' || {cls}]",
             10: f"ARRAY[{reminder}]",
             11: f"ARRAY[{due}]",
+            12: f"ARRAY[to_timestamp({int(setup.starts_at.timestamp())})]",
         },
     )
     own = PGBENCH_PARENTS // clients

@@ -571,6 +571,7 @@ async def cancel_signup(
                     "time2": _local(evening.starts_at),
                     "thing3": "候补成功，已为您保留座位",
                 },
+                expires_at=evening.starts_at,
             )
             reminder = _reminder(evening, promoted.parent_user_id, templates, now)
             await notifications.enqueue(session, [promotion, reminder])
@@ -783,7 +784,8 @@ REMINDER_BEFORE = timedelta(days=1)
 def _reminder(
     evening: EveningClass | ClassRules, parent_id: uuid.UUID, templates: Templates, now: datetime
 ) -> notifications.Job:
-    """The day-before reminder for a confirmed seat (at once if the class is sooner than that)."""
+    """The day-before reminder for a confirmed seat (at once if the class is sooner than that); not
+    sent at all once the class has begun."""
     return notifications.Job(
         kind="class_reminder",
         user_id=parent_id,
@@ -796,6 +798,7 @@ def _reminder(
             "time2": _local(evening.starts_at),
             "thing3": (evening.place or "线上")[:20],
         },
+        expires_at=evening.starts_at,  # once the class has begun, a reminder only confuses
     )
 
 

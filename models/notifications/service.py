@@ -27,14 +27,15 @@ class Job:
     template_id: str
     page: str
     data: dict[str, str]
+    expires_at: datetime | None = None  # not sent after this moment (None: whenever it can go)
 
     def __post_init__(self) -> None:
-        if self.due_at.tzinfo is None:
-            raise ValueError("due_at must be timezone-aware")
+        if self.due_at.tzinfo is None or (self.expires_at is not None and self.expires_at.tzinfo is None):
+            raise ValueError("due_at and expires_at must be timezone-aware")
 
 
-_JOB_COLUMNS = "id, kind, user_id, subject_id, template_id, page, data, due_at"
-_JOB_TYPES = ("uuid", "text", "uuid", "uuid", "text", "text", "text", "timestamptz")
+_JOB_COLUMNS = "id, kind, user_id, subject_id, template_id, page, data, due_at, expires_at"
+_JOB_TYPES = ("uuid", "text", "uuid", "uuid", "text", "text", "text", "timestamptz", "timestamptz")
 
 
 def jobs_unnest(first: int) -> str:
@@ -54,6 +55,7 @@ def job_arrays(jobs: Sequence[Job]) -> list[list[Any]]:
         [j.page for j in jobs],
         [orjson.dumps(j.data).decode() for j in jobs],
         [j.due_at for j in jobs],
+        [j.expires_at for j in jobs],
     ]
 
 
@@ -63,13 +65,14 @@ def insert_jobs(rows: str) -> str:
     Returns a row per job written."""
     return f"""
     INSERT INTO notification_job
-           (id, kind, user_id, subject_id, template_id, page, data, due_at, status, attempts)
+           (id, kind, user_id, subject_id, template_id, page, data, due_at, expires_at, status, attempts)
     SELECT j.id, j.kind, j.user_id, j.subject_id, j.template_id, j.page, j.data::jsonb, j.due_at,
-           '{JobStatus.pending}', 0
+           j.expires_at, '{JobStatus.pending}', 0
       FROM {rows}
     ON CONFLICT (kind, user_id, subject_id) DO UPDATE
        SET template_id = excluded.template_id, page = excluded.page, data = excluded.data,
-           due_at = excluded.due_at, status = excluded.status, attempts = 0,
+           due_at = excluded.due_at, expires_at = excluded.expires_at, status = excluded.status,
+           attempts = 0,
            lease_until = NULL, last_error = NULL, sent_at = NULL
      WHERE notification_job.status = '{JobStatus.cancelled}'
     RETURNING 1"""  # noqa: S608 - constants and the caller's relation

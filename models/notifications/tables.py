@@ -30,6 +30,7 @@ class JobStatus(StrEnum):
     no_allowance = "no_allowance"  # WeChat 43101: the user has no subscription allowance left
     failed = "failed"  # permanent refusal, no openid, or out of attempts; see last_error
     cancelled = "cancelled"
+    expired = "expired"  # its moment passed before it could go out (a reminder of a class that began)
 
 
 class NotificationJob(UuidPk, Timestamped, Base):
@@ -37,7 +38,7 @@ class NotificationJob(UuidPk, Timestamped, Base):
     __table_args__ = (
         UniqueConstraint("kind", "user_id", "subject_id"),
         CheckConstraint(
-            "status IN ('pending', 'sending', 'sent', 'no_allowance', 'failed', 'cancelled')",
+            "status IN ('pending', 'sending', 'sent', 'no_allowance', 'failed', 'cancelled', 'expired')",
             name="status_known",
         ),
         CheckConstraint("status <> 'sending' OR lease_until IS NOT NULL", name="sending_has_lease"),
@@ -54,6 +55,8 @@ class NotificationJob(UuidPk, Timestamped, Base):
     data: Mapped[dict[str, str]] = mapped_column(JSONB)
     # Not before this moment; a retry moves it on by the backoff.
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Not after this moment either: past it, a message not yet out is dropped (status expired).
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.pending)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -9,6 +9,7 @@ A round (`run_once`):
 3. each outcome is written at once, fenced by the attempt number (a worker whose lease ran out and whose
    job was claimed again writes nothing):
    sent · no_allowance (43101: the user's one-time allowance is used up; expected, never retried) ·
+   expired (its expires_at passed before it could go: a reminder of a class that has begun) ·
    failed (no openid, a permanent WeChat refusal, or out of attempts) · pending again with exponential
    backoff (outage, timeout, -1, rate limit). A rejected access token (40001) is dropped from the shared
    cache and the send retried once at once with a fresh one.
@@ -71,6 +72,7 @@ class ClaimedJob:
     template_id: str
     page: str
     data: dict[str, str]
+    expires_at: datetime | None
 
 
 def backoff(attempts: int) -> timedelta:
@@ -147,18 +149,26 @@ class NotificationWorker:
                 )
                 .execution_options(synchronize_session=False)
             )
+            claimable = or_(
+                and_(job.status == JobStatus.pending, job.due_at <= now),
+                and_(job.status == JobStatus.sending, job.lease_until < now, job.attempts < MAX_ATTEMPTS),
+            )
+            # One whose moment passed (the class began while WeChat was down, say) is dropped, not sent.
+            past = (
+                select(job.id)
+                .where(claimable, job.expires_at <= now)
+                .with_for_update(skip_locked=True)
+                .cte("past")
+            )
+            await session.execute(
+                update(job)
+                .where(job.id == past.c.id)
+                .values(status=JobStatus.expired, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
             due = (
                 select(job.id)
-                .where(
-                    or_(
-                        and_(job.status == JobStatus.pending, job.due_at <= now),
-                        and_(
-                            job.status == JobStatus.sending,
-                            job.lease_until < now,
-                            job.attempts < MAX_ATTEMPTS,
-                        ),
-                    )
-                )
+                .where(claimable, or_(job.expires_at.is_(None), job.expires_at > now))
                 .order_by(job.due_at)
                 .limit(self._batch_size)
                 .with_for_update(skip_locked=True)
@@ -178,6 +188,7 @@ class NotificationWorker:
                     job.template_id,
                     job.page,
                     job.data,
+                    job.expires_at,
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -186,6 +197,9 @@ class NotificationWorker:
     async def _deliver(self, job: ClaimedJob) -> None:
         if not job.openid:
             await self._record(job, status=JobStatus.failed, last_error=NO_OPENID)
+            return
+        if job.expires_at is not None and self._clock() >= job.expires_at:
+            await self._record(job, status=JobStatus.expired, lease_until=None)
             return
         if self._clock() > job.lease_until - self._send_margin:
             # This batch took too long (WeChat is slow): hand the job back untried rather than race the

@@ -570,6 +570,7 @@ async def test_a_confirmed_seat_is_reminded_the_day_before_exactly_once(
     [job] = await jobs(deps, "class_reminder")
     assert (job.user_id, job.subject_id, job.status) == (parent, class_id, "pending")
     assert job.due_at == EVENING - timedelta(hours=24)
+    assert job.expires_at == EVENING  # never after the class has begun
     assert job.template_id == deps.settings.wechat_template_class_reminder
     assert job.data["thing1"] == "亲子沟通的艺术" and job.data["thing3"] == "学校报告厅"
 
@@ -599,6 +600,21 @@ async def test_a_confirmed_seat_is_reminded_the_day_before_exactly_once(
     assert reminders[0]["data"]["thing1"]["value"] == "亲子沟通的艺术"
     [sent] = [j for j in await jobs(deps, "class_reminder") if j.user_id == parent]
     assert sent.status == "sent"
+
+
+async def test_a_reminder_that_could_not_go_out_before_the_class_began_is_dropped(
+    api: Api, deps: Deps, scene: Scene, wechat: Sandbox
+) -> None:
+    """WeChat unreachable (or the service down) until the class has started: the parent must not get a
+    "tomorrow evening" reminder for a class that is already under way."""
+    state, _ = wechat
+    class_id = await new_class(deps, scene)
+    assert (await sign_up(api, scene.token("parent_a"), class_id)).json()["status"] == "confirmed"
+    scene.clock.now = EVENING + timedelta(minutes=5)
+    assert await deps.notifications.run_once() == 0
+    assert state.messages == []
+    [job] = await jobs(deps, "class_reminder")
+    assert (job.subject_id, job.status) == (class_id, "expired")
 
 
 # ---- invariants under concurrency ---------------------------------------------------------------------

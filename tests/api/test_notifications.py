@@ -49,6 +49,7 @@ async def add_job(
     user: User,
     *,
     due_at: datetime = NOW,
+    expires_at: datetime | None = None,
     subject_id: uuid.UUID | None = None,
     kind: str = "class_reminder",
     data: dict[str, str] | None = None,
@@ -66,6 +67,7 @@ async def add_job(
                     template_id=TEMPLATE,
                     page=PAGE,
                     data=data or DATA,
+                    expires_at=expires_at,
                 )
             ],
         )
@@ -312,6 +314,46 @@ async def test_an_unreachable_wechat_is_retried_with_backoff_until_it_recovers(
     assert [m["touser"] for m in state.messages] == [user.wechat_openid]
     job = await job_of(deps, user, subject)
     assert (job.status, job.attempts) == (JobStatus.sent, 3)
+
+
+async def test_a_job_whose_moment_passed_is_dropped_not_sent(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    state, _ = wechat
+    user = await make_user(deps)
+    late = await add_job(deps, user, due_at=NOW - timedelta(hours=2), expires_at=NOW - timedelta(hours=1))
+    timely = await add_job(deps, user, due_at=NOW - timedelta(hours=2), expires_at=NOW + timedelta(hours=1))
+
+    assert await deps.notifications.run_once() == 1
+    assert len(state.messages) == 1
+    assert (await job_of(deps, user, late)).status == JobStatus.expired
+    assert (await job_of(deps, user, timely)).status == JobStatus.sent
+
+
+async def test_a_job_retried_past_its_expiry_is_dropped(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    user = await make_user(deps)
+    subject = await add_job(deps, user, expires_at=NOW + backoff(1) / 2)
+    down = NotificationWorker(deps.sessions, closed_port_gateway(deps), clock)
+    assert await down.run_once() == 1  # WeChat unreachable: to be tried again after the backoff
+    clock.tick(backoff(1).total_seconds())
+    assert await deps.notifications.run_once() == 0  # ... by which time it has expired
+    job = await job_of(deps, user, subject)
+    assert (job.status, job.attempts) == (JobStatus.expired, 1)
+    assert wechat[0].messages == []
+
+
+async def test_a_job_that_expires_between_its_claim_and_its_send_is_not_sent(
+    deps: Deps, wechat: Sandbox
+) -> None:
+    user = await make_user(deps)
+    subject = await add_job(deps, user, expires_at=NOW + timedelta(seconds=1))
+    moments = iter([NOW, NOW + timedelta(seconds=2)])  # the claim, then the send a while later
+    slow = NotificationWorker(deps.sessions, deps.wechat, lambda: next(moments, NOW + timedelta(seconds=2)))
+    assert await slow.run_once() == 1
+    assert (await job_of(deps, user, subject)).status == JobStatus.expired
+    assert wechat[0].messages == []
 
 
 async def test_a_job_fails_after_the_last_attempt(deps: Deps, wechat: Sandbox, clock: FakeClock) -> None:
