@@ -355,7 +355,7 @@ async def _position(session: AsyncSession, class_id: uuid.UUID, waitlist_seq: in
 # TAKE_PLACES in pgbench.
 CLASSES = """
 SELECT id, school_id, course_id, title, place, starts_at, audience, audience_grades,
-       audience_classroom_ids, signup_opens_at, signup_closes_at, cancelled_at
+       audience_classroom_ids, signup_opens_at, signup_closes_at
   FROM evening_class
  WHERE id = ANY($1::uuid[])"""
 _INVITED = """
@@ -364,17 +364,20 @@ SELECT course_id, student_id FROM course_assignment
 # $1..$3: the requests that passed the checks, in arrival order (id of the place to create, class,
 # parent; no parent twice in one class). $4..: the reminder of each, written for those who get a seat.
 # The classes are locked in id order (two batches cannot deadlock); the locked rows are the latest
-# versions, so seats and waitlist lengths are exact. Seats go in arrival order, then waitlist places,
-# numbered behind those already waiting. Whether a parent already holds a place is read from the
-# statement's snapshot, taken before the locks were granted: a place committed in between (the same
-# parent through the other process) makes the INSERT fail on the partial unique index, nothing is
-# written, and the batch is sent again (RetryBatch), then seeing it.
+# versions, so seats, waitlist lengths and cancellation are exact. Seats go in arrival order, then
+# waitlist places, numbered behind those already waiting. Each request gets back 'confirmed' or
+# 'waitlisted' (with its position), 'cancelled' (the class was), or NULL (already holds a place).
+# Whether a parent already holds a place is read from the statement's snapshot, taken before the locks
+# were granted: a place committed in between (the same parent through the other process) makes the
+# INSERT fail on the partial unique index, nothing is written, and the batch is sent again
+# (RetryBatch), then seeing it.
 TAKE_PLACES = f"""
 WITH asked AS (
     SELECT *
       FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) WITH ORDINALITY AS a(id, class_id, parent_user_id, n)
 ), locked AS (
-    SELECT id, capacity - confirmed_count AS free, waitlisted_count AS waiting
+    SELECT id, capacity - confirmed_count AS free, waitlisted_count AS waiting,
+           cancelled_at IS NOT NULL AS cancelled
       FROM evening_class
      WHERE id = ANY($2::uuid[])
      ORDER BY id
@@ -383,7 +386,8 @@ WITH asked AS (
     SELECT a.id, a.class_id, a.parent_user_id, a.n, l.free, l.waiting,
            row_number() OVER (PARTITION BY a.class_id ORDER BY a.n) AS rank
       FROM asked AS a JOIN locked AS l ON l.id = a.class_id
-     WHERE NOT EXISTS (SELECT FROM signup AS s
+     WHERE NOT l.cancelled
+       AND NOT EXISTS (SELECT FROM signup AS s
                         WHERE s.class_id = a.class_id AND s.parent_user_id = a.parent_user_id
                           AND s.status <> 'cancelled')
 ), new AS (
@@ -410,8 +414,8 @@ WITH asked AS (
     )
 }
 )
-SELECT a.n, new.status, new.position
-  FROM asked AS a LEFT JOIN new ON new.id = a.id
+SELECT a.n, CASE WHEN l.cancelled THEN 'cancelled' ELSE new.status END AS status, new.position
+  FROM asked AS a JOIN locked AS l ON l.id = a.class_id LEFT JOIN new ON new.id = a.id
  ORDER BY a.n"""  # noqa: S608 - constants only
 _WAITLIST_POSITION = """
 SELECT count(*) FROM signup WHERE class_id = $1 AND status = 'waitlisted' AND waitlist_seq <= $2"""
@@ -419,8 +423,9 @@ SELECT count(*) FROM signup WHERE class_id = $1 AND status = 'waitlisted' AND wa
 
 @dataclass(frozen=True, slots=True)
 class ClassRules:
-    """What a sign-up checks of its class before taking a place. None of it changes once the class
-    is scheduled, so it is read without a lock."""
+    """What a sign-up checks of its class before taking a place: audience and window, which do not
+    change once the class is scheduled, so they are read without a lock (whether the class was
+    cancelled is checked under it, by TAKE_PLACES)."""
 
     id: uuid.UUID
     school_id: uuid.UUID
@@ -433,7 +438,6 @@ class ClassRules:
     audience_classroom_ids: list[uuid.UUID] | None
     signup_opens_at: datetime
     signup_closes_at: datetime
-    cancelled_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,6 +491,8 @@ async def sign_up_batch(
         for (answer, _, evening), row in zip(asked, taken, strict=True):
             if row["status"] is None:
                 answers[answer] = AlreadySignedUp()
+            elif row["status"] == "cancelled":
+                answers[answer] = ClassCancelled()
             else:
                 answers[answer] = SignupOut(
                     class_id=evening.id, status=row["status"], position=row["position"]
@@ -499,8 +505,6 @@ def _refusal(
 ) -> AppError | None:
     """Why a parent in the class's audience may not sign up now, if they may not (`seen`: the places
     asked for earlier in the same batch)."""
-    if evening.cancelled_at is not None:
-        return ClassCancelled()
     if not evening.signup_opens_at <= request.now < evening.signup_closes_at:
         return SignupClosed(
             f"报名时间：{_local(evening.signup_opens_at)} 至 {_local(evening.signup_closes_at)}"

@@ -27,7 +27,7 @@ from models.accounts.principal import load_principal
 from models.catalog.tables import Course
 from models.evening_classes.rules import checkin_token
 from models.evening_classes.schemas import SignupOut
-from models.evening_classes.service import AlreadySignedUp, SignupRequest, Templates
+from models.evening_classes.service import AlreadySignedUp, ClassCancelled, SignupRequest, Templates
 from models.evening_classes.tables import EveningClass, Signup
 from models.learning.rules import SHANGHAI
 from models.notifications.tables import NotificationJob
@@ -742,6 +742,17 @@ async def test_sign_ups_arriving_together_get_each_their_own_answer(
     assert reminded == {small: 2, medium: 3}
 
 
+async def until_a_statement_waits_for_a_lock(deps: Deps) -> None:
+    for _ in range(500):
+        async with deps.engine.connect() as probe:
+            if await probe.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            ):
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the batch never waited for the class")
+
+
 async def test_a_parent_signed_up_by_another_process_meanwhile_does_not_cost_anyone_a_seat(
     deps: Deps, scene: Scene
 ) -> None:
@@ -776,21 +787,37 @@ async def test_a_parent_signed_up_by_another_process_meanwhile_does_not_cost_any
             ),
             return_exceptions=True,
         )
-        for _ in range(500):  # until the batch waits for the class
-            async with deps.engine.connect() as probe:
-                waiting = await probe.scalar(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-                )
-            if waiting:
-                break
-            await asyncio.sleep(0.01)
-        assert waiting, "the batch never waited for the class"
+        await until_a_statement_waits_for_a_lock(deps)
         await transaction.commit()
     again, seated = await answers
     assert isinstance(again, AlreadySignedUp)
     assert isinstance(seated, SignupOut) and seated.status == "confirmed"
     assert deps.signups.retries == 1
     assert await confirmed_count(deps, class_id) == 2
+
+
+async def test_a_class_cancelled_while_a_sign_up_waits_for_it_takes_no_place(
+    deps: Deps, scene: Scene
+) -> None:
+    """The batch reads the class (not cancelled yet), then waits for its lock while the school cancels
+    it: what decides is the class as the lock finds it."""
+    class_id = await new_class(deps, scene)
+    [parent] = await make_parents(deps, scene.world.classroom_a, 1)
+    async with deps.sessions() as s:
+        principal = await load_principal(s, parent.user_id)
+    assert principal is not None
+    async with deps.engine.connect() as other:
+        transaction = await other.begin()
+        await other.execute(update(EveningClass).where(EveningClass.id == class_id).values(cancelled_at=NOW))
+        answer = asyncio.ensure_future(
+            deps.signups.submit(SignupRequest(principal, class_id, NOW, TEMPLATES))
+        )
+        await until_a_statement_waits_for_a_lock(deps)
+        await transaction.commit()
+    with pytest.raises(ClassCancelled):
+        await answer
+    assert await counters(deps, class_id) == (0, 0)
+    assert await jobs(deps, "class_reminder") == []
 
 
 async def test_concurrent_cancellations_with_nobody_waiting_free_every_seat(

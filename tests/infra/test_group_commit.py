@@ -4,14 +4,17 @@ own error leaves the others written, and a failed statement writes nothing and f
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import closing
 
 import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.db import make_engine
 from server.errors import AppError, Conflict, RateLimited
 from server.group_commit import BatchFailed, GroupCommit, Write
 
@@ -91,3 +94,17 @@ async def test_too_many_waiting_requests_are_refused_at_once(engine: AsyncEngine
     assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "1"
     limit = 10
     assert await batcher.submit(2) == 20
+
+
+async def test_without_a_database_connection_waiting_requests_fail_rather_than_hang(table: str) -> None:
+    with closing(socket.socket()) as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    unreachable = make_engine(f"postgresql://nobody@127.0.0.1:{port}/nothing")
+    batcher: GroupCommit[int, int] = GroupCommit(unreachable, writer(table), max_waiting=lambda: 1000)
+    try:
+        for _ in range(2):  # and again: the writer is not left stuck
+            answers = await asyncio.wait_for(answers_of(batcher, [2, 4, 6]), 10)
+            assert all(isinstance(a, BatchFailed) for a in answers), answers
+    finally:
+        await unreachable.dispose()
