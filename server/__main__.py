@@ -148,8 +148,9 @@ def serve(settings: Settings) -> None:
 
 async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     # Hundreds of requests in flight keep many young objects alive at once; at Python's default (a young
-    # collection every 700 net allocations) the collector runs all the time. Measured in the sign-up
-    # rush (scripts.bench_signups): about 4% less CPU per request.
+    # collection every 700 net allocations) the collector runs all the time. In the sign-up rush
+    # (scripts.bench_signups, two runs each) this took about 4% off the server CPU per sign-up, of the
+    # order of that machine's run-to-run noise; GET /me (scripts.bench_platform) showed no difference.
     gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
     deps = Deps.build(settings)
     server = tornado.httpserver.HTTPServer(
