@@ -235,7 +235,7 @@ class TeachersHandler(ApiHandler):
 class TeacherCodeHandler(ApiHandler):
     openapi: ClassVar = {
         "post": Operation(
-            "为尚未绑定的教师重新发放绑定码",
+            "为尚未绑定的教师重新发放绑定码（此前发放、尚未使用的绑定码随即失效）",
             body=EmptyIn,
             response=BindingCodeOut,
             status=201,

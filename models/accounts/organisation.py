@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -229,6 +229,16 @@ async def reissue_teacher_code(
         raise NotFound("教师不存在")
     if teacher.user_id is not None:
         raise AlreadyBound("该教师已绑定微信")
+    # A code is reissued because the first was lost or leaked: it must stop working at once.
+    await session.execute(
+        update(BindingCode)
+        .where(
+            BindingCode.teacher_id == teacher.id,
+            BindingCode.redeemed_at.is_(None),
+            BindingCode.expires_at > now,
+        )
+        .values(expires_at=now)
+    )
     return _issue_code(
         session, kind="teacher", school=school, actor=actor, now=now, ttl_days=ttl_days, teacher=teacher
     )

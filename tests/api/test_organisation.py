@@ -231,16 +231,20 @@ async def test_new_teacher_gets_a_code_that_binds_them(api: Api, deps: Deps) -> 
     assert by_name["王老师"]["bound"] is True
 
 
-async def test_reissued_teacher_code_works_and_bound_teachers_get_none(api: Api, deps: Deps) -> None:
+async def test_a_reissued_teacher_code_replaces_the_last_and_bound_teachers_get_none(
+    api: Api, deps: Deps
+) -> None:
     w = await make_world(deps)
     async with deps.sessions() as s, s.begin():
         unbound = await make_teacher(s, w.school_a, name="未绑定老师")
     token = w.token("school_admin_a")
     reissue = f"{API}/schools/{w.school_a.id}/teachers/{unbound.id}/binding-code"
 
-    code = await api.post(reissue, {}, token=token)
+    lost = await api.post(reissue, {}, token=token)
+    code = await api.post(reissue, {}, token=token)  # the first was lost: it stops working
     assert code.status == 201
     assert code.json()["teacher_id"] == str(unbound.id)
+    assert await _redeem(api, w.token("stranger"), lost.json()["code"]) == 404
     assert await _redeem(api, w.token("stranger"), code.json()["code"]) == 201
 
     again = await api.post(reissue, {}, token=token)
