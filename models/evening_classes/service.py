@@ -487,6 +487,8 @@ async def sign_up_batch(
                 ),
             )
         except asyncpg.UniqueViolationError as overtaken:
+            if overtaken.constraint_name != "uq_signup_live":
+                raise
             raise RetryBatch from overtaken
         for (answer, _, evening), row in zip(asked, taken, strict=True):
             if row["status"] is None:
