@@ -848,19 +848,17 @@ def pgbench_script(setup: Setup, clients: int) -> str:
     take = _bind(
         TAKE_PLACES,
         {
-            1: "ARRAY[gen_random_uuid()]",
-            2: f"ARRAY[{cls}]",
-            3: f"ARRAY[{parent}]",
+            1: f"ARRAY[{cls}]",
+            2: f"ARRAY[{parent}]",
             # the reminder of the seat, in notifications.job_arrays()'s order (written if it is a seat)
-            4: "ARRAY[gen_random_uuid()]",
-            5: "ARRAY['class_reminder']",
-            6: f"ARRAY[{parent}]",
-            7: f"ARRAY[{cls}]",
-            8: "ARRAY['class-reminder']",
-            9: f"ARRAY['pages/evening-class/detail?id=' || {cls}]",
-            10: f"ARRAY[{reminder}]",
-            11: f"ARRAY[{due}]",
-            12: f"ARRAY[to_timestamp({int(setup.starts_at.timestamp())})]",
+            3: "ARRAY['class_reminder']",
+            4: f"ARRAY[{parent}]",
+            5: f"ARRAY[{cls}]",
+            6: "ARRAY['class-reminder']",
+            7: f"ARRAY['pages/evening-class/detail?id=' || {cls}]",
+            8: f"ARRAY[{reminder}]",
+            9: f"ARRAY[{due}]",
+            10: f"ARRAY[to_timestamp({int(setup.starts_at.timestamp())})]",
         },
     )
     own = PGBENCH_PARENTS // clients

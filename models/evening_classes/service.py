@@ -361,8 +361,8 @@ SELECT id, school_id, course_id, title, place, starts_at, audience, audience_gra
 _INVITED = """
 SELECT course_id, student_id FROM course_assignment
  WHERE course_id = ANY($1::uuid[]) AND student_id = ANY($2::uuid[])"""
-# $1..$3: the requests that passed the checks, in arrival order (id of the place to create, class,
-# parent; no parent twice in one class). $4..: the reminder of each, written for those who get a seat.
+# $1, $2: the requests that passed the checks, in arrival order (class, parent; no parent twice in one
+# class). $3..: the reminder of each, written for those who get a seat.
 # The classes are locked in id order (two batches cannot deadlock); the locked rows are the latest
 # versions, so seats, waitlist lengths and cancellation are exact. Seats go in arrival order, then
 # waitlist places, numbered behind those already waiting. Each request gets back 'confirmed' or
@@ -373,17 +373,16 @@ SELECT course_id, student_id FROM course_assignment
 # (RetryBatch), then seeing it.
 TAKE_PLACES = f"""
 WITH asked AS (
-    SELECT *
-      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) WITH ORDINALITY AS a(id, class_id, parent_user_id, n)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS a(class_id, parent_user_id, n)
 ), locked AS (
     SELECT id, capacity - confirmed_count AS free, waitlisted_count AS waiting,
            cancelled_at IS NOT NULL AS cancelled
       FROM evening_class
-     WHERE id = ANY($2::uuid[])
+     WHERE id = ANY($1::uuid[])
      ORDER BY id
        FOR UPDATE
 ), ranked AS (
-    SELECT a.id, a.class_id, a.parent_user_id, a.n, l.free, l.waiting,
+    SELECT a.class_id, a.parent_user_id, a.n, l.free, l.waiting,
            row_number() OVER (PARTITION BY a.class_id ORDER BY a.n) AS rank
       FROM asked AS a JOIN locked AS l ON l.id = a.class_id
      WHERE NOT l.cancelled
@@ -391,13 +390,13 @@ WITH asked AS (
                         WHERE s.class_id = a.class_id AND s.parent_user_id = a.parent_user_id
                           AND s.status <> 'cancelled')
 ), new AS (
-    SELECT id, class_id, parent_user_id, n,
+    SELECT class_id, parent_user_id, n,
            CASE WHEN rank <= free THEN 'confirmed' ELSE 'waitlisted' END AS status,
            CASE WHEN rank > free THEN waiting + rank - free END AS position
       FROM ranked
 ), placed AS (
     INSERT INTO signup (id, class_id, parent_user_id, status, waitlist_seq)
-    SELECT id, class_id, parent_user_id, status, nextval('waitlist_seq') FROM new ORDER BY n
+    SELECT gen_random_uuid(), class_id, parent_user_id, status, nextval('waitlist_seq') FROM new ORDER BY n
     RETURNING class_id, parent_user_id, status
 ), counted AS (
     UPDATE evening_class AS e
@@ -409,13 +408,13 @@ WITH asked AS (
      WHERE e.id = c.class_id
 ), reminded AS ({
     notifications.insert_jobs(
-        f"{notifications.jobs_unnest(4)} JOIN placed AS p"
+        f"{notifications.jobs_unnest(3)} JOIN placed AS p"
         " ON p.class_id = j.subject_id AND p.parent_user_id = j.user_id AND p.status = 'confirmed'"
     )
 }
 )
 SELECT a.n, CASE WHEN l.cancelled THEN 'cancelled' ELSE new.status END AS status, new.position
-  FROM asked AS a JOIN locked AS l ON l.id = a.class_id LEFT JOIN new ON new.id = a.id
+  FROM asked AS a JOIN locked AS l ON l.id = a.class_id LEFT JOIN new USING (n)
  ORDER BY a.n"""  # noqa: S608 - constants only
 _WAITLIST_POSITION = """
 SELECT count(*) FROM signup WHERE class_id = $1 AND status = 'waitlisted' AND waitlist_seq <= $2"""
@@ -479,7 +478,6 @@ async def sign_up_batch(
         try:
             taken = await driver.fetch(
                 TAKE_PLACES,
-                [uuid.uuid4() for _ in asked],
                 [evening.id for _, _, evening in asked],
                 [request.principal.id for _, request, _ in asked],
                 *notifications.job_arrays(

@@ -34,8 +34,8 @@ class Job:
             raise ValueError("due_at and expires_at must be timezone-aware")
 
 
-_JOB_COLUMNS = "id, kind, user_id, subject_id, template_id, page, data, due_at, expires_at"
-_JOB_TYPES = ("uuid", "text", "uuid", "uuid", "text", "text", "text", "timestamptz", "timestamptz")
+_JOB_COLUMNS = "kind, user_id, subject_id, template_id, page, data, due_at, expires_at"
+_JOB_TYPES = ("text", "uuid", "uuid", "text", "text", "text", "timestamptz", "timestamptz")
 
 
 def jobs_unnest(first: int) -> str:
@@ -45,9 +45,8 @@ def jobs_unnest(first: int) -> str:
 
 
 def job_arrays(jobs: Sequence[Job]) -> list[list[Any]]:
-    """The parameters for jobs_unnest(): one array per column, each job a fresh id."""
+    """The parameters for jobs_unnest(): one array per column (ids are drawn by PostgreSQL)."""
     return [
-        [uuid.uuid4() for _ in jobs],
         [j.kind for j in jobs],
         [j.user_id for j in jobs],
         [j.subject_id for j in jobs],
@@ -66,7 +65,7 @@ def insert_jobs(rows: str) -> str:
     return f"""
     INSERT INTO notification_job
            (id, kind, user_id, subject_id, template_id, page, data, due_at, expires_at, status, attempts)
-    SELECT j.id, j.kind, j.user_id, j.subject_id, j.template_id, j.page, j.data::jsonb, j.due_at,
+    SELECT gen_random_uuid(), j.kind, j.user_id, j.subject_id, j.template_id, j.page, j.data::jsonb, j.due_at,
            j.expires_at, '{JobStatus.pending}', 0
       FROM {rows}
     ON CONFLICT (kind, user_id, subject_id) DO UPDATE
