@@ -105,10 +105,11 @@ def run_bare_server(port: int, routes: dict[str, bytes], processes: int) -> None
         server.stop()
         await server.close_all_connections()
 
-    sockets = tornado.netutil.bind_sockets(port, "127.0.0.1")
     try:
         if processes != 1:
             tornado.process.fork_processes(processes)
+        # Each process its own SO_REUSEPORT listener, as the service's workers have (server/__main__.py)
+        sockets = tornado.netutil.bind_sockets(port, "127.0.0.1", reuse_port=processes != 1)
         uvloop.run(serve(sockets))  # the service's event loop: the comparison is of the handlers alone
     except KeyboardInterrupt:
         pass

@@ -95,18 +95,23 @@ async def _load_data(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Serve in this process, or in N forked workers sharing the listening sockets.
+    """Serve in this process, or in N forked workers, each with its own listening socket on the port.
 
     The parent only supervises: it passes SIGINT/SIGTERM on, replaces a worker that crashed, and
     returns once every worker has finished its graceful stop, so the embedded servers it then stops
     are still there for the workers' last flush."""
-    # A deep accept queue: a sign-up rush opens thousands of connections at once, and the default (128)
-    # makes the kernel reset the overflow before we could answer even a 429.
-    sockets = tornado.netutil.bind_sockets(settings.port, backlog=LISTEN_BACKLOG)
     workers = settings.processes or tornado.process.cpu_count()
     if workers == 1:
-        uvloop.run(_serve(settings, sockets))
+        uvloop.run(_serve(settings, listen(settings.port, shared=False)))
         return
+    # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections evenly
+    # over them. With one socket shared by all, whichever worker woke first accepted a whole burst:
+    # in scripts.bench_platform one worker held 63 of the 64 keep-alive connections and did all the
+    # work while the other idled. The parent binds first, so that a port in use fails here, once.
+    probe = listen(settings.port, shared=True)
+    port = probe[0].getsockname()[1]
+    for sock in probe:
+        sock.close()
     stopping = False
     children: set[int] = set()
 
@@ -115,7 +120,7 @@ def serve(settings: Settings) -> None:
         if pid == 0:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
-            uvloop.run(_serve(settings, sockets))
+            uvloop.run(_serve(settings, listen(port, shared=True)))
             os._exit(0)
         children.add(pid)
 
@@ -144,6 +149,12 @@ def serve(settings: Settings) -> None:
                 "worker %d exited with status %d; starting another", pid, os.waitstatus_to_exitcode(status)
             )
             spawn()
+
+
+def listen(port: int, *, shared: bool) -> list[socket.socket]:
+    # A deep accept queue: a sign-up rush opens thousands of connections at once, and the default (128)
+    # makes the kernel reset the overflow before we could answer even a 429.
+    return tornado.netutil.bind_sockets(port, backlog=LISTEN_BACKLOG, reuse_port=shared)
 
 
 async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:

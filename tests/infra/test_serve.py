@@ -1,0 +1,129 @@
+"""`python -m server` with several workers, as operators run it: the listening port, the spread of
+connections over the workers, the graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import closing, suppress
+
+import psutil
+import pytest
+
+from server.config import Settings
+from tests.conftest import ROOT
+
+CONNECTIONS = 64
+STARTUP_SECONDS = 60
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _start(settings: Settings, port: int, processes: int) -> asyncio.subprocess.Process:
+    assert settings.wechat_secret is not None
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "PORT": str(port),
+        "PROCESSES": str(processes),
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "REDIS_PREFIX": settings.redis_prefix,
+        "WECHAT_APPID": settings.wechat_appid or "",
+        "WECHAT_SECRET": settings.wechat_secret.get_secret_value(),
+        "WECHAT_API_BASE": settings.wechat_api_base,
+        "LOAD_DEMO_DATA": "false",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # its own process group: a failed test kills the workers too
+    )
+
+
+async def _health(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A keep-alive connection that has had one GET /healthz answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    [length] = [int(line[15:]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+    assert await reader.readexactly(length) == b'{"status":"ok"}'
+    return reader, writer
+
+
+async def _until_serving(proc: asyncio.subprocess.Process, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STARTUP_SECONDS
+    while loop.time() < deadline:
+        assert proc.returncode is None, "the server exited during start-up"
+        try:
+            _, writer = await _health(port)
+        except OSError:
+            await asyncio.sleep(0.2)
+            continue
+        writer.close()
+        return
+    pytest.fail("the server did not answer /healthz in time")
+
+
+@pytest.fixture
+async def two_workers(settings: Settings) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    port = _free_port()
+    proc = await _start(settings, port, processes=2)
+    try:
+        await _until_serving(proc, port)
+        yield proc, port
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+
+async def test_connections_are_spread_over_the_workers_and_sigterm_stops_them(
+    two_workers: tuple[asyncio.subprocess.Process, int],
+) -> None:
+    proc, port = two_workers
+    # Opened together, as a proxy's keep-alive pool or a rush opens them: each worker must get its
+    # share (with one socket shared by all, the first worker awake used to take the whole burst).
+    connections = await asyncio.gather(*(_health(port) for _ in range(CONNECTIONS)))
+    workers = psutil.Process(proc.pid).children()
+    assert len(workers) == 2
+    held = {
+        w.pid: sum(1 for c in w.net_connections("tcp") if c.laddr.port == port and c.raddr) for w in workers
+    }
+    assert sum(held.values()) == CONNECTIONS
+    assert min(held.values()) >= CONNECTIONS // 4, held
+
+    for _, writer in connections:
+        writer.close()
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_a_port_in_use_stops_the_start_with_a_clear_error(settings: Settings) -> None:
+    with closing(socket.socket()) as taken:
+        taken.bind(("0.0.0.0", 0))  # noqa: S104 - the server binds every address; so must the squatter
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await _start(settings, port, processes=2)
+        out, _ = await asyncio.wait_for(proc.communicate(), STARTUP_SECONDS)
+    assert proc.returncode != 0
+    assert b"Address already in use" in out
