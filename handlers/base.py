@@ -94,6 +94,10 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def initialize(self, deps: Deps) -> None:
         self.deps = deps
+        deps.in_flight.enter()
+
+    def on_finish(self) -> None:
+        self.deps.in_flight.leave()
 
     # ---- lifecycle ---------------------------------------------------------------------------
     @property
@@ -103,7 +107,7 @@ class ApiHandler(tornado.web.RequestHandler):
     async def prepare(self) -> None:
         incoming = self.request.headers.get("X-Request-Id", "")
         self.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
-        self.set_header("X-Request-Id", self.request_id)
+        self._common_headers()
         declared = self.request.headers.get("Content-Length")
         if (declared and declared.isdigit() and int(declared) > self.body_limit) or len(
             self.request.body
@@ -111,6 +115,11 @@ class ApiHandler(tornado.web.RequestHandler):
             raise PayloadTooLarge(f"请求内容不能超过 {self.body_limit // 1024} KiB")
         if self.auth_required:
             await self._authenticate()
+
+    def _common_headers(self) -> None:
+        self.set_header("X-Request-Id", self.request_id)
+        if self.deps.in_flight.stopping:  # this process is stopping: the next request goes elsewhere
+            self.set_header("Connection", "close")
 
     async def _authenticate(self) -> None:
         header = self.request.headers.get("Authorization", "")
@@ -241,7 +250,7 @@ class ApiHandler(tornado.web.RequestHandler):
             )
         self.set_status(error.status)
         if self.request_id:  # send_error() cleared the headers prepare() had set
-            self.set_header("X-Request-Id", self.request_id)
+            self._common_headers()
         for name, value in error.headers.items():
             self.set_header(name, value)
         self.set_header("Content-Type", PROBLEM_JSON)

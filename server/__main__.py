@@ -30,6 +30,7 @@ from server.wechat_sandbox import SANDBOX_APPID, SANDBOX_SECRET
 
 log = logging.getLogger("server")
 LISTEN_BACKLOG = 4096
+DRAIN_SECONDS = 20  # how long a stopping worker waits for the requests it has taken in
 YOUNG_COLLECTION_EVERY = 20_000  # net allocations between young-generation collections (default 700)
 
 
@@ -180,6 +181,11 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     server.stop()
+    # Requests already taken in are answered (a sign-up cut off would leave its parent not knowing
+    # whether they hold a seat); then the idle connections are closed.
+    running = await deps.in_flight.drain(DRAIN_SECONDS)
+    if running:
+        log.warning("stopping with %d requests still running after %d s", running, DRAIN_SECONDS)
     await server.close_all_connections()
     await flusher  # one last flush of lesson progress before the clients close
     await notifier  # lets the batch in flight record its outcomes (no message left half-sent)

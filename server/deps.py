@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -50,6 +51,35 @@ class DatabaseGate:
         self._slots.release()
 
 
+class InFlight:
+    """The requests this process has taken in and not answered yet: a stopping worker answers them
+    before it exits, instead of cutting them off with its connections."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def drain(self, within: float) -> int:
+        """Wait until every request taken in is answered, `within` seconds at most; from now on answers
+        say `Connection: close`, so keep-alive clients take their next request to another process.
+        Returns how many requests are still running."""
+        self.stopping = True
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), within)
+        return self.count
+
+
 @dataclass
 class Deps:
     settings: Settings
@@ -62,6 +92,7 @@ class Deps:
     signer: TokenSigner = field(init=False)
     cipher: FieldCipher = field(init=False)
     db_gate: DatabaseGate = field(init=False)
+    in_flight: InFlight = field(init=False, default_factory=InFlight)
     pipelined: Pipelined = field(init=False)
     local: LocalCache = field(init=False)
     lessons: LessonDirectory = field(init=False)

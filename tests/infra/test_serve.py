@@ -9,12 +9,20 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
-from contextlib import closing, suppress
+from contextlib import asynccontextmanager, closing, suppress
+from datetime import timedelta
 
 import psutil
 import pytest
+from sqlalchemy import select
 
+from models.evening_classes.tables import EveningClass
+from server.app import API
 from server.config import Settings
+from server.deps import Deps
+from tests.api.test_evening_classes import until_a_statement_waits_for_a_lock
+from tests.builders import make_course, make_evening_class, make_world
+from tests.client import Api
 from tests.conftest import ROOT
 
 CONNECTIONS = 64
@@ -58,12 +66,18 @@ async def _start(settings: Settings, port: int, processes: int) -> asyncio.subpr
 async def _health(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A keep-alive connection that has had one GET /healthz answered."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await _get_health(reader, writer)
+    return reader, writer
+
+
+async def _get_health(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    """GET /healthz on an open connection; the response's head."""
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 "), head
     [length] = [int(line[15:]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
     assert await reader.readexactly(length) == b'{"status":"ok"}'
-    return reader, writer
+    return head
 
 
 async def _until_serving(proc: asyncio.subprocess.Process, port: int) -> None:
@@ -81,10 +95,12 @@ async def _until_serving(proc: asyncio.subprocess.Process, port: int) -> None:
     pytest.fail("the server did not answer /healthz in time")
 
 
-@pytest.fixture
-async def two_workers(settings: Settings) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+@asynccontextmanager
+async def serving(
+    settings: Settings, processes: int
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
     port = _free_port()
-    proc = await _start(settings, port, processes=2)
+    proc = await _start(settings, port, processes)
     try:
         await _until_serving(proc, port)
         yield proc, port
@@ -92,6 +108,18 @@ async def two_workers(settings: Settings) -> AsyncIterator[tuple[asyncio.subproc
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
+
+
+@pytest.fixture
+async def two_workers(settings: Settings) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    async with serving(settings, processes=2) as running:
+        yield running
+
+
+@pytest.fixture
+async def one_process(settings: Settings) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    async with serving(settings, processes=1) as running:
+        yield running
 
 
 async def test_connections_are_spread_over_the_workers_and_sigterm_stops_them(
@@ -127,3 +155,59 @@ async def test_a_port_in_use_stops_the_start_with_a_clear_error(settings: Settin
         out, _ = await asyncio.wait_for(proc.communicate(), STARTUP_SECONDS)
     assert proc.returncode != 0
     assert b"Address already in use" in out
+
+
+async def test_a_request_in_flight_when_the_server_is_told_to_stop_is_still_answered(
+    deps: Deps, one_process: tuple[asyncio.subprocess.Process, int]
+) -> None:
+    """A deploy stops the workers in the middle of a rush: a sign-up already taken in must be written
+    and answered before its worker exits (a client cut off would not know whether it holds a seat)."""
+    proc, port = one_process
+    world = await make_world(deps)
+    starts_at = deps.clock() + timedelta(days=3)
+    async with deps.sessions() as s, s.begin():
+        course = await make_course(s, tier="foundation", title="家庭教育促进法解读")
+        evening = await make_evening_class(
+            s, world.school_a, course, starts_at=starts_at, signup_opens_at=deps.clock() - timedelta(hours=1)
+        )
+    service = Api(f"http://127.0.0.1:{port}")
+    try:
+        async with deps.engine.connect() as other:  # holds the class while the sign-up's batch waits
+            transaction = await other.begin()
+            await other.execute(select(EveningClass).where(EveningClass.id == evening.id).with_for_update())
+            answer = asyncio.ensure_future(
+                service.post(
+                    f"{API}/evening-classes/{evening.id}/signups",
+                    {},
+                    token=world.token("parent_a"),
+                    headers={"Idempotency-Key": "deploy-1"},
+                )
+            )
+            await until_a_statement_waits_for_a_lock(deps)
+            kept = [await _health(port) for _ in range(4)]  # keep-alive connections of other clients
+            assert [b"connection: close" in (await _get_health(*c)).lower() for c in kept] == [False] * 4
+            proc.send_signal(signal.SIGTERM)
+            await _until_refused(port)  # stopping: no new connections, the sign-up still waits
+            assert not answer.done()
+            # A request on a connection already open is still answered, and told to go elsewhere next.
+            assert [b"connection: close" in (await _get_health(*c)).lower() for c in kept] == [True] * 4
+            for _, writer in kept:
+                writer.close()
+            await transaction.rollback()
+        response = await answer
+    finally:
+        service.http.close()
+    assert response.status == 201, response.body
+    assert response.json()["status"] == "confirmed"
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+async def _until_refused(port: int) -> None:
+    for _ in range(250):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return
+        writer.close()
+        await asyncio.sleep(0.02)
+    pytest.fail("the server kept accepting connections after SIGTERM")
