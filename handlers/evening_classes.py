@@ -38,11 +38,6 @@ class _EveningHandler(ApiHandler):
         secret = self.deps.settings.jwt_secret.get_secret_value().encode()
         return hmac.new(secret, b"evening-class-checkin", hashlib.sha256).digest()
 
-    @property
-    def templates(self) -> evening.Templates:
-        s = self.deps.settings
-        return evening.Templates(s.wechat_template_class_reminder, s.wechat_template_waitlist_promoted)
-
     def require_parent(self) -> None:
         if not self.me.has_any(PARENTS):
             raise Forbidden("只有家长可以报名和签到")
@@ -121,7 +116,9 @@ class SignupsHandler(_EveningHandler):
     async def post(self, class_id: str) -> None:
         self.body(SignupIn)
         self.require_parent()
-        request = evening.SignupRequest(self.me, self.path_uuid(class_id), self.deps.clock(), self.templates)
+        request = evening.SignupRequest(
+            self.me, self.path_uuid(class_id), self.deps.clock(), self.deps.templates
+        )
         out = await self.deps.signups.submit(request)
         self.send(out, status=201)
 
@@ -140,7 +137,7 @@ class MySignupHandler(_EveningHandler):
         self.require_parent()
         async with self.transaction() as session:
             await evening.cancel_signup(
-                session, self.me, self.path_uuid(class_id), self.deps.clock(), self.templates
+                session, self.me, self.path_uuid(class_id), self.deps.clock(), self.deps.templates
             )
         self.set_status(204)
         self.finish()

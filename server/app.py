@@ -9,7 +9,17 @@ import orjson
 import tornado.web
 from tornado.routing import PathMatches, Rule
 
-from handlers import auth, bindings, courses, evening_classes, learning, organisation, statistics, system
+from handlers import (
+    auth,
+    bindings,
+    courses,
+    evening_classes,
+    learning,
+    notifications,
+    organisation,
+    statistics,
+    system,
+)
 from handlers.base import ApiHandler, NotFoundHandler
 from server.deps import Deps
 from server.openapi import build_openapi
@@ -46,6 +56,7 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{API}/lessons/{{course_id}}/progress", learning.LessonProgressHandler),
     (f"{API}/me/learning", learning.MyLearningHandler),
     (f"{API}/me/certificates", learning.MyCertificatesHandler),
+    (f"{API}/me/subscriptions", notifications.MySubscriptionsHandler),
     (f"{API}/me/certificates/{{certificate_id}}/pdf", learning.MyCertificatePdfHandler),
     (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", learning.RequirementsHandler),
     (f"{API}/schools/{{school_id}}/hour-adjustments", learning.HourAdjustmentsHandler),

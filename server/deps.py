@@ -17,6 +17,7 @@ from models.catalog.lessons import LessonDirectory
 from models.evening_classes.schemas import SignupOut
 from models.evening_classes.service import SignupRequest, sign_up_batch
 from models.learning.progress import ProgressTracker
+from models.notifications.allowance import Templates
 from models.notifications.worker import NotificationWorker
 from server.config import Settings
 from server.db import make_engine, make_session_factory
@@ -93,6 +94,7 @@ class Deps:
     cipher: FieldCipher = field(init=False)
     db_gate: DatabaseGate = field(init=False)
     in_flight: InFlight = field(init=False, default_factory=InFlight)
+    templates: Templates = field(init=False)
     pipelined: Pipelined = field(init=False)
     local: LocalCache = field(init=False)
     lessons: LessonDirectory = field(init=False)
@@ -110,6 +112,7 @@ class Deps:
             redis=self.redis,
             keys=self.keys,
         )
+        self.templates = Templates(s.wechat_template_class_reminder, s.wechat_template_waitlist_promoted)
         self.signer = TokenSigner(s.jwt_secret.get_secret_value(), s.jwt_issuer, s.access_token_ttl)
         self.cipher = FieldCipher(s.field_encryption_key.get_secret_value())
         self.db_gate = DatabaseGate(self.engine.pool.size())  # type: ignore[attr-defined]

@@ -379,3 +379,11 @@ async def make_parents(deps: Deps, classroom: Classroom, n: int) -> list[Actor]:
             ]
         )
     return [Actor(u.id, deps.signer.issue(str(u.id), str(uuid.uuid4()))) for u in users]
+
+
+async def allow_messages(s: AsyncSession, user_id: uuid.UUID, template_id: str, n: int) -> None:
+    """The user accepted `template_id` `n` times in the mini-program's subscription prompt."""
+    from models.notifications.tables import SubscriptionAllowance
+
+    s.add(SubscriptionAllowance(user_id=user_id, template_id=template_id, remaining=n))
+    await s.flush()

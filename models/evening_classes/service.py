@@ -38,6 +38,7 @@ from models.evening_classes.tables import Attendance, EveningClass, Signup, Term
 from models.learning.rules import SHANGHAI, school_year_of
 from models.learning.service import credit_hours
 from models.notifications import service as notifications
+from models.notifications.allowance import Templates
 from models.pagination import PageQuery, keyset_page
 from server.db import driver_connection
 from server.errors import AppError, Conflict, Forbidden, NotFound, ValidationFailed
@@ -774,12 +775,6 @@ async def term_summaries(
             )
         )
     return out
-
-
-@dataclass(frozen=True)
-class Templates:
-    class_reminder: str
-    waitlist_promoted: str
 
 
 REMINDER_BEFORE = timedelta(days=1)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -62,3 +63,18 @@ class NotificationJob(UuidPk, Timestamped, Base):
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SubscriptionAllowance(Base):
+    """How many more messages of one template a user lets us send. WeChat's one-time subscription
+    (一次性订阅): each "accept" in the mini-program's prompt allows one message, each message sent uses one;
+    the mini-program reports the accepts, the worker counts the sends."""
+
+    __tablename__ = "subscription_allowance"
+    __table_args__ = (CheckConstraint("remaining >= 0", name="remaining_not_negative"),)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True
+    )
+    template_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    remaining: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -4,11 +4,13 @@ A round (`run_once`):
 1. one short transaction claims up to `batch_size` jobs that are due (pending with due_at ≤ now, or
    `sending` with an expired lease: a worker died mid-send) with `FOR UPDATE SKIP LOCKED`, so workers
    never wait for nor share a job; each is set to `sending` with a lease, attempts + 1;
-2. each job is sent through the gateway, outside any database transaction (a slow WeChat holds no row
-   lock and no connection), a few at a time;
+2. each job takes one message of its user's allowance for its template (given back if WeChat does not
+   deliver it) and is sent through the gateway, outside any database transaction (a slow WeChat holds
+   no row lock and no connection), a few at a time;
 3. each outcome is written at once, fenced by the attempt number (a worker whose lease ran out and whose
    job was claimed again writes nothing):
-   sent · no_allowance (43101: the user's one-time allowance is used up; expected, never retried) ·
+   sent · no_allowance (the user's one-time subscription allowance is used up: nothing left to take in
+   models/notifications/allowance.py, so WeChat is not even asked, or WeChat's 43101; never retried) ·
    expired (its expires_at passed before it could go: a reminder of a class that has begun) ·
    failed (no openid, a permanent WeChat refusal, or out of attempts) · pending again with exponential
    backoff (outage, timeout, -1, rate limit). A rejected access token (40001) is dropped from the shared
@@ -27,20 +29,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models.accounts.tables import User
+from models.notifications import allowance
 from models.notifications.tables import JobStatus, NotificationJob
 from server.errors import RateLimited, ServiceUnavailable
 from server.wechat import AccessTokenRejected, SubscriptionQuotaExhausted, WechatError, WechatGateway
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 POLL_INTERVAL = 2.0
 BATCH_SIZE = 50
@@ -60,12 +64,16 @@ BACKOFF_MAX = timedelta(hours=1)
 PERMANENT_ERRCODES = frozenset({40003, 40037, 41030, 47003})
 OUTCOME_WRITE_TRIES = 3
 NO_OPENID = "user has no WeChat openid (not a WeChat account): nothing to send to"
+NO_ALLOWANCE = (
+    "no subscription allowance: the user has not accepted this template in the mini-program (or used it up)"
+)
 
 
 @dataclass(frozen=True)
 class ClaimedJob:
     id: uuid.UUID
     kind: str
+    user_id: uuid.UUID
     attempts: int
     lease_until: datetime
     openid: str | None
@@ -182,6 +190,7 @@ class NotificationWorker:
                 .returning(
                     job.id,
                     job.kind,
+                    job.user_id,
                     job.attempts,
                     job.lease_until,
                     openid.label("openid"),
@@ -206,21 +215,19 @@ class NotificationWorker:
             # worker that may claim it once the lease expires.
             await self._record(job, status=JobStatus.pending, lease_until=None, attempts=job.attempts - 1)
             return
+        if not await self._allowance(allowance.take_one, job):
+            await self._record(job, status=JobStatus.no_allowance, last_error=NO_ALLOWANCE)
+            return
         try:
             await self._send(job)
         except SubscriptionQuotaExhausted as exc:
-            await self._record(job, status=JobStatus.no_allowance, last_error=_describe(exc))
-        except WechatError as exc:
-            if exc.errcode in PERMANENT_ERRCODES:
-                await self._record(job, status=JobStatus.failed, last_error=_describe(exc))
-            else:
-                await self._retry_or_fail(job, exc)
-        except (ServiceUnavailable, RateLimited) as exc:
-            await self._retry_or_fail(job, exc)
+            await self._allowance(allowance.none_left, job)
+            await self._record(
+                job, status=JobStatus.no_allowance, lease_until=None, last_error=_describe(exc)
+            )
         except Exception as exc:
-            # A bug of ours must not lose the job; the attempt limit stops it from looping.
-            log.exception("notification job %s: unexpected error while sending", job.id)
-            await self._retry_or_fail(job, exc)
+            await self._allowance(allowance.give_back, job)  # not delivered: the parent still has it
+            await self._not_sent(job, exc)
         else:
             sent = await self._record(
                 job,
@@ -233,6 +240,21 @@ class NotificationWorker:
                 log.warning(
                     "notification job %s was sent after its lease expired: it may go out twice", job.id
                 )
+
+    async def _allowance(
+        self, change: Callable[[AsyncSession, uuid.UUID, str], Awaitable[_T]], job: ClaimedJob
+    ) -> _T:
+        async with self._sessions() as session, session.begin():
+            return await change(session, job.user_id, job.template_id)
+
+    async def _not_sent(self, job: ClaimedJob, exc: Exception) -> None:
+        if isinstance(exc, WechatError) and exc.errcode in PERMANENT_ERRCODES:
+            await self._record(job, status=JobStatus.failed, last_error=_describe(exc))
+            return
+        if not isinstance(exc, WechatError | ServiceUnavailable | RateLimited):
+            # A bug of ours must not lose the job; the attempt limit stops it from looping.
+            log.error("notification job %s: unexpected error while sending", job.id, exc_info=exc)
+        await self._retry_or_fail(job, exc)
 
     async def _send(self, job: ClaimedJob) -> None:
         assert job.openid is not None

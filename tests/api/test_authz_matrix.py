@@ -426,6 +426,10 @@ async def _mark_present(ctx: Ctx, evening: Any) -> Call:
     return Call(ids={"parent_id": parent}, json={})
 
 
+async def _accepted(ctx: Ctx, target: Any) -> Call:
+    return Call(json={"accepted": [ctx.deps.settings.wechat_template_class_reminder]})
+
+
 async def _term(ctx: Ctx, target: Any) -> Call:
     return Call(ids={"term": "2025-2026-1"})
 
@@ -463,6 +467,8 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/me/learning", "get"): _no_body,
     (f"{API}/me/certificates", "get"): _no_body,
     (f"{API}/me/certificates/{{certificate_id}}/pdf", "get"): _no_body,
+    (f"{API}/me/subscriptions", "get"): _no_body,
+    (f"{API}/me/subscriptions", "post"): _accepted,
     (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", "get"): _requirements,
     (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", "put"): _set_requirements,
     (f"{API}/schools/{{school_id}}/learning/summary", "get"): _no_body,

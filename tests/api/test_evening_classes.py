@@ -27,9 +27,10 @@ from models.accounts.principal import load_principal
 from models.catalog.tables import Course
 from models.evening_classes.rules import checkin_token
 from models.evening_classes.schemas import SignupOut
-from models.evening_classes.service import AlreadySignedUp, ClassCancelled, SignupRequest, Templates
+from models.evening_classes.service import AlreadySignedUp, ClassCancelled, SignupRequest
 from models.evening_classes.tables import EveningClass, Signup
 from models.learning.rules import SHANGHAI
+from models.notifications.allowance import Templates
 from models.notifications.tables import NotificationJob
 from server.app import make_app
 from server.config import Settings
@@ -110,6 +111,12 @@ def at(value: str) -> datetime:
 
 async def sign_up(api: Api, token: str, class_id: uuid.UUID, **kw: Any) -> Response:
     return await api.post(f"{API}/evening-classes/{class_id}/signups", {}, token=token, **kw)
+
+
+async def accept_messages(api: Api, token: str, *template_ids: str) -> None:
+    """The parent taps "allow" in the mini-program's subscription prompt for these templates."""
+    response = await api.post(f"{API}/me/subscriptions", {"accepted": list(template_ids)}, token=token)
+    assert response.status == 200, response.body
 
 
 async def cancel(api: Api, token: str, class_id: uuid.UUID) -> Response:
@@ -494,6 +501,7 @@ async def test_cancelling_promotes_the_first_on_the_waitlist_and_tells_them(
     a, b, c, d = await make_parents(deps, scene.world.classroom_a, 4)
     for parent in (a, b, c, d):
         assert (await sign_up(api, parent.token, class_id)).status == 201
+        await accept_messages(api, parent.token, deps.settings.wechat_template_waitlist_promoted)
 
     response = await cancel(api, a.token, class_id)
     assert response.status == 204
@@ -564,6 +572,7 @@ async def test_a_confirmed_seat_is_reminded_the_day_before_exactly_once(
     parent = scene.user("parent_a")
     token = scene.token("parent_a")
     [waiting] = await make_parents(deps, scene.world.classroom_a, 1)
+    await accept_messages(api, token, deps.settings.wechat_template_class_reminder)
     assert (await sign_up(api, token, class_id)).json()["status"] == "confirmed"
     assert (await sign_up(api, waiting.token, class_id)).json()["status"] == "waitlisted"
 

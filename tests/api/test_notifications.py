@@ -18,12 +18,12 @@ from sqlalchemy import func, select, update
 from models.accounts.tables import User
 from models.learning.rules import SHANGHAI
 from models.notifications.service import Job, cancel, enqueue
-from models.notifications.tables import JobStatus, NotificationJob
-from models.notifications.worker import MAX_ATTEMPTS, NO_OPENID, NotificationWorker, backoff
+from models.notifications.tables import JobStatus, NotificationJob, SubscriptionAllowance
+from models.notifications.worker import MAX_ATTEMPTS, NO_ALLOWANCE, NO_OPENID, NotificationWorker, backoff
 from server.deps import Deps
 from server.wechat import WechatGateway
 from server.wechat_sandbox import SandboxState
-from tests.builders import FakeClock, make_password_user, make_wechat_user
+from tests.builders import FakeClock, allow_messages, make_password_user, make_wechat_user
 
 NOW = datetime(2025, 11, 6, 18, 0, tzinfo=SHANGHAI)
 TEMPLATE = "tmpl-class-reminder"
@@ -39,9 +39,12 @@ def clock(deps: Deps) -> FakeClock:
     return clock
 
 
-async def make_user(deps: Deps, openid: str | None = None) -> User:
+async def make_user(deps: Deps, openid: str | None = None, allowance: int = 10) -> User:
+    """A WeChat user who accepted TEMPLATE `allowance` times in the subscription prompt."""
     async with deps.sessions() as s, s.begin():
-        return await make_wechat_user(s, openid=openid or f"openid-{uuid.uuid4().hex[:8]}")
+        user = await make_wechat_user(s, openid=openid or f"openid-{uuid.uuid4().hex[:8]}")
+        await allow_messages(s, user.id, TEMPLATE, allowance)
+        return user
 
 
 async def add_job(
@@ -73,6 +76,18 @@ async def add_job(
         )
     assert created == 1
     return subject_id
+
+
+async def remaining(deps: Deps, user: User) -> int:
+    """How many more TEMPLATE messages the user lets us send, as counted."""
+    async with deps.sessions() as s:
+        left = await s.scalar(
+            select(SubscriptionAllowance.remaining).where(
+                SubscriptionAllowance.user_id == user.id, SubscriptionAllowance.template_id == TEMPLATE
+            )
+        )
+    assert left is not None
+    return left
 
 
 async def job_of(
@@ -286,13 +301,34 @@ async def test_no_allowance_left_is_recorded_not_retried(
     assert await deps.notifications.run_once() == 0
     assert len(state.messages) == 1
     assert state.subscription_allowance[user.wechat_openid] == 0
+    assert await remaining(deps, user) == 0  # we had counted 10 accepts; WeChat knows better
+
+
+async def test_each_message_uses_one_accept_and_without_one_wechat_is_not_asked(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    state, _ = wechat
+    user = await make_user(deps, allowance=2)
+    never = await make_user(deps, allowance=0)
+    subjects = [await add_job(deps, user, due_at=NOW + timedelta(minutes=i)) for i in range(3)]
+    unasked = await add_job(deps, never)
+
+    clock.tick(600)
+    assert await deps.notifications.run_once() == 4
+
+    assert Counter(m["touser"] for m in state.messages) == {user.wechat_openid: 2}
+    outcomes = [(await job_of(deps, user, subject)).status for subject in subjects]
+    assert sorted(outcomes) == [JobStatus.no_allowance, JobStatus.sent, JobStatus.sent]
+    refused = await job_of(deps, never, unasked)
+    assert refused.status == JobStatus.no_allowance and refused.last_error == NO_ALLOWANCE
+    assert (await remaining(deps, user), await remaining(deps, never)) == (0, 0)
 
 
 async def test_an_unreachable_wechat_is_retried_with_backoff_until_it_recovers(
     deps: Deps, wechat: Sandbox, clock: FakeClock
 ) -> None:
     state, _ = wechat
-    user = await make_user(deps)
+    user = await make_user(deps, allowance=1)
     subject = await add_job(deps, user)
     down = NotificationWorker(deps.sessions, closed_port_gateway(deps), clock)
 
@@ -302,6 +338,7 @@ async def test_an_unreachable_wechat_is_retried_with_backoff_until_it_recovers(
     assert job.attempts == 1
     assert job.due_at == NOW + backoff(1)
     assert job.last_error and job.last_error.startswith("ServiceUnavailable")
+    assert await remaining(deps, user) == 1  # not delivered: the parent's one accept is still there
 
     # Not again before the backoff is over, even with WeChat back.
     assert await deps.notifications.run_once() == 0
@@ -314,6 +351,7 @@ async def test_an_unreachable_wechat_is_retried_with_backoff_until_it_recovers(
     assert [m["touser"] for m in state.messages] == [user.wechat_openid]
     job = await job_of(deps, user, subject)
     assert (job.status, job.attempts) == (JobStatus.sent, 3)
+    assert await remaining(deps, user) == 0
 
 
 async def test_a_job_whose_moment_passed_is_dropped_not_sent(
@@ -478,6 +516,7 @@ async def test_two_workers_send_each_of_50_jobs_exactly_once(
     async with deps.sessions() as s, s.begin():
         for i in range(50):
             users.append(await make_wechat_user(s, openid=f"parent-{i:02d}-{uuid.uuid4().hex[:6]}"))
+            await allow_messages(s, users[-1].id, TEMPLATE, 1)
     for user in users:
         await add_job(deps, user)
     # Small batches, so that the two workers' claims interleave over several rounds.
