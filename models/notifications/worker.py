@@ -222,9 +222,7 @@ class NotificationWorker:
             await self._send(job)
         except SubscriptionQuotaExhausted as exc:
             await self._allowance(allowance.none_left, job)
-            await self._record(
-                job, status=JobStatus.no_allowance, lease_until=None, last_error=_describe(exc)
-            )
+            await self._record(job, status=JobStatus.no_allowance, last_error=_describe(exc))
         except Exception as exc:
             await self._allowance(allowance.give_back, job)  # not delivered: the parent still has it
             await self._not_sent(job, exc)
