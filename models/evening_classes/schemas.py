@@ -78,6 +78,7 @@ class EveningClassQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     from_: date | None = Field(None, alias="from", description="默认今天")
     to: date | None = Field(None, description="默认 60 天后")
+    mine: bool = Field(False, description="只列出我报了名的（已确认或候补中），即“我的报名”")
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = None
 

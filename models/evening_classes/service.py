@@ -270,8 +270,12 @@ async def list_classes(
     end = query.to or start + timedelta(days=DEFAULT_LIST_DAYS)
     if end < start:
         raise ValidationFailed(errors=[{"loc": ["query", "to"], "msg": "must not be before from"}])
+    # My sign-ups stay mine to see even if my child has since left the class's audience.
+    signed_up = EveningClass.id.in_(
+        select(Signup.class_id).where(Signup.parent_user_id == principal.id, Signup.status != "cancelled")
+    )
     stmt = select(EveningClass).where(
-        visible_to(principal),
+        signed_up if query.mine else visible_to(principal),
         EveningClass.starts_at >= datetime.combine(start, time.min, SHANGHAI),
         EveningClass.starts_at < datetime.combine(end + timedelta(days=1), time.min, SHANGHAI),
     )

@@ -378,6 +378,39 @@ async def test_parents_see_seats_and_their_own_sign_up_staff_see_their_school(
     assert [item["my_signup"] for item in staff] == [None, None]
 
 
+async def test_my_sign_ups_list_the_classes_i_hold_a_place_in(api: Api, deps: Deps, scene: Scene) -> None:
+    """我的报名: confirmed and waitlisted places, not cancelled ones nor classes merely open to me."""
+    classroom_a = scene.world.classroom_a.id
+    seated = await new_class(deps, scene, audience="classrooms", classroom_ids=[classroom_a])
+    waiting = await new_class(deps, scene, starts_at=EVENING + timedelta(days=1), capacity=1)
+    left = await new_class(deps, scene, starts_at=EVENING + timedelta(days=2))
+    await new_class(deps, scene, starts_at=EVENING + timedelta(days=3))  # open to me, not signed up
+    token = scene.token("parent_a")
+    [first] = await make_parents(deps, scene.world.classroom_a, 1)
+    assert (await sign_up(api, first.token, waiting)).json()["status"] == "confirmed"
+    for class_id in (seated, waiting, left):
+        assert (await sign_up(api, token, class_id)).status == 201
+    assert (await cancel(api, token, left)).status == 204
+
+    mine = (await api.get(f"{API}/evening-classes?mine=true", token=token)).json()["items"]
+    assert [(item["id"], item["my_signup"]) for item in mine] == [
+        (str(seated), {"status": "confirmed", "position": None, "present": False}),
+        (str(waiting), {"status": "waitlisted", "position": 1, "present": False}),
+    ]
+    # My place stays mine to see when the class is no longer for my child's classroom.
+    async with deps.sessions() as s, s.begin():
+        await s.execute(
+            update(EveningClass)
+            .where(EveningClass.id == seated)
+            .values(audience_classroom_ids=[scene.world.classroom_b.id])
+        )
+    assert str(seated) not in await visible_ids(api, token)
+    assert await visible_ids(api, token, "?mine=true") == [str(seated), str(waiting)]
+    # Staff hold no places; the filter is a yes or no.
+    assert await visible_ids(api, scene.token("teacher_a"), "?mine=true") == []
+    assert (await api.get(f"{API}/evening-classes?mine=perhaps", token=token)).status == 422
+
+
 async def test_listing_by_date_range_and_pages(api: Api, deps: Deps, scene: Scene) -> None:
     day = EVENING.replace(hour=19)
     ids = [await new_class(deps, scene, starts_at=day + timedelta(days=n)) for n in range(7)]
