@@ -12,7 +12,7 @@ Loading is idempotent: ids are derived from names, existing rows are left alone.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -179,6 +179,10 @@ def demo_evening_class_id(name: str, week: str) -> uuid.UUID:
     return demo_id(f"{name}-{week}")
 
 
+def _week(day: date) -> str:
+    return "{}-W{:02d}".format(*day.isocalendar()[:2])
+
+
 async def load_demo_evening_classes(session: AsyncSession, now: datetime) -> None:
     """Upcoming classes, 19:00–20:30 Shanghai time; only added when their course is in the catalogue."""
     courses = {
@@ -188,10 +192,23 @@ async def load_demo_evening_classes(session: AsyncSession, now: datetime) -> Non
         ).scalars()
     }
     today = now.astimezone(SHANGHAI).date()
-    week = "{}-W{:02d}".format(*today.isocalendar()[:2])  # a fresh set each week the demo is started
+    week = _week(today)  # a fresh set each week the demo is started
+    # A set made in an earlier week may still be ahead (made at most `longest` days ago): a course with
+    # a class ahead gets no second one, so that the demo never lists the same class twice.
+    longest = max(e[3] for e in EVENING_CLASSES)
+    weeks = {_week(today - timedelta(days=d)) for d in range(1, longest + 1)} - {week}
+    earlier = [demo_evening_class_id(e[1], w) for e in EVENING_CLASSES for w in weeks]
+    ahead = {
+        (school_id, course_id)
+        for school_id, course_id in await session.execute(
+            select(EveningClass.school_id, EveningClass.course_id).where(
+                EveningClass.id.in_(earlier), EveningClass.starts_at > now
+            )
+        )
+    }
     for school_id, name, key, days, capacity in EVENING_CLASSES:
         course = courses.get(key)
-        if course is None:
+        if course is None or (school_id, course.id) in ahead:
             continue
         starts_at = datetime.combine(today + timedelta(days=days), time(19, 0), SHANGHAI)
         await _put(
