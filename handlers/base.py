@@ -23,6 +23,7 @@ from models.accounts.principal import Principal, load_principal
 from models.accounts.rules import Role
 from models.accounts.tables import District, School
 from models.base import Change, pop_changes
+from models.idempotency import service as idempotency
 from server.deps import Deps
 from server.errors import (
     AppError,
@@ -40,7 +41,7 @@ log = logging.getLogger("api")
 M = TypeVar("M", bound=BaseModel)
 
 PRINCIPAL_CACHE_SECONDS = 600
-IDEMPOTENCY_SECONDS = 24 * 3600
+REPLAY_SECONDS = int(idempotency.RETENTION.total_seconds())
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -91,6 +92,8 @@ class ApiHandler(tornado.web.RequestHandler):
     _principal_json: bytes = b""
     _sent: tuple[int, bytes] | None = None
     _hold_response: bool = False  # @idempotent: the response waits until it is stored for replays
+    _idempotency: tuple[str, str] | None = None  # @idempotent: (durable key, body fingerprint)
+    _idempotency_recorded: bool = False  # ... recorded in the transaction that committed
 
     def initialize(self, deps: Deps) -> None:
         self.deps = deps
@@ -286,6 +289,11 @@ class ApiHandler(tornado.web.RequestHandler):
         async with gate, self.deps.sessions() as session:
             try:
                 async with session.begin():
+                    if self._idempotency is not None and not self._idempotency_recorded:
+                        # First, so that a request carried out before is found before anything it
+                        # checks (a duplicate name, say) answers otherwise; rolled back with any error.
+                        await idempotency.record(session, *self._idempotency, self.deps.clock())
+                        self._idempotency_recorded = True
                     try:
                         yield session
                     except AppError as exc:
@@ -334,6 +342,21 @@ class ApiHandler(tornado.web.RequestHandler):
             district = await district_in_scope(session, self.me, self.path_uuid(district_id), roles)
             yield session, district
 
+    async def _replay_recorded(self, durable: str, fingerprint: str) -> None:
+        """The key's request was carried out before, though Redis did not know: answer from its record."""
+        now = self.deps.clock()
+        async with self.deps.sessions() as session:
+            found = await idempotency.stored(session, durable, now)
+        if found is not None and found.fingerprint != fingerprint:
+            raise _key_reused()
+        if found is None or found.status is None or found.body is None:
+            # Its response is being stored right now, or was lost with the process that carried it out.
+            raise Conflict(
+                "相同的请求已经处理；如果一直看到这个提示，请刷新页面查看结果", code="idempotency_in_progress"
+            )
+        self.set_header("Idempotent-Replayed", "true")
+        self.send(found.body.encode(), status=found.status)
+
     # ---- limits ---------------------------------------------------------------------------------
     async def rate_limit(self, bucket: str, limit: int, per_seconds: int = 60) -> None:
         now = int(time.time())
@@ -359,7 +382,13 @@ def _parsed_principal(cached: bytes) -> Principal:
 
 
 def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """Replay the first response to a creating POST retried with the same Idempotency-Key and body."""
+    """Replay the first response to a creating POST retried with the same Idempotency-Key and body.
+
+    Redis holds the claim while the request runs (`idempotency_pending_seconds`, longer than any request
+    runs) and then its response, for fast replays. Where the handler writes in `self.transaction()`, the
+    key is also recorded in that transaction (models.idempotency): so a request is carried out at most
+    once under a key even when Redis lost its record, or when a process was killed mid-request and its
+    claim ran out."""
 
     @functools.wraps(method)
     async def wrapper(self: ApiHandler, *args: Any, **kwargs: Any) -> None:
@@ -371,18 +400,20 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
                 "Idempotency-Key 过长", errors=[{"loc": ["header", "Idempotency-Key"], "msg": "max 128"}]
             )
         owner = self.user_id or self.client_ip
-        key = self.deps.keys.idempotency(owner, self.request.method or "", self.request.path, header)
+        verb, path = self.request.method or "", self.request.path
+        key = self.deps.keys.idempotency(owner, verb, path, header)
+        durable = hashlib.sha256("\n".join((owner, verb, path, header)).encode()).hexdigest()
         fingerprint = hashlib.sha256(self.request.body or b"").hexdigest()
         redis = self.deps.pipelined
         pending = orjson.dumps({"state": "pending", "fp": fingerprint})
-        claimed = await redis.execute("SET", key, pending, "NX", "EX", IDEMPOTENCY_SECONDS)
+        claimed = await redis.execute(
+            "SET", key, pending, "NX", "EX", self.deps.settings.idempotency_pending_seconds
+        )
         if not claimed:
             stored = await redis.execute("GET", key)
             record = orjson.loads(stored) if stored else {"state": "pending", "fp": fingerprint}
             if record["fp"] != fingerprint:
-                raise ValidationFailed(
-                    "同一个 Idempotency-Key 不能用于不同的请求内容", code="idempotency_key_reused"
-                )
+                raise _key_reused()
             if record["state"] == "pending":
                 raise Conflict("相同的请求正在处理中", code="idempotency_in_progress")
             self.set_header("Idempotent-Replayed", "true")
@@ -390,8 +421,13 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
         # The response is stored before it leaves: a client that retries as soon as it has the answer
         # must find it to replay, not a request still in progress.
         self._hold_response = True
+        self._idempotency = (durable, fingerprint)
         try:
             await method(self, *args, **kwargs)
+        except idempotency.AlreadyCarriedOut:
+            await redis.execute("DEL", key)
+            self._hold_response = False
+            return await self._replay_recorded(durable, fingerprint)
         except BaseException:
             await redis.execute("DEL", key)
             raise
@@ -399,11 +435,20 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
             self._hold_response = False
         status, data = self._sent or (self.get_status(), b"")
         record = {"state": "done", "fp": fingerprint, "status": status, "body": data.decode()}
-        await redis.execute("SET", key, orjson.dumps(record), "EX", IDEMPOTENCY_SECONDS)
+        await redis.execute(
+            "SET", key, orjson.dumps(record), "EX", int(idempotency.RETENTION.total_seconds())
+        )
+        if self._idempotency_recorded:
+            async with self.deps.sessions() as session, session.begin():
+                await idempotency.remember_response(session, durable, status, data.decode())
         if self._sent is not None:
             self.finish(data)
 
     return wrapper
+
+
+def _key_reused() -> ValidationFailed:
+    return ValidationFailed("同一个 Idempotency-Key 不能用于不同的请求内容", code="idempotency_key_reused")
 
 
 def _http_code(status: int) -> str:

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     privacy_policy_version: str = "2025-09"
     binding_code_ttl_days: int = 30
 
+    # How long an Idempotency-Key stays claimed by a request that has not answered yet: longer than any
+    # request runs. A process killed mid-request leaves its claim; a retry is answered 409 until then.
+    idempotency_pending_seconds: int = Field(120, gt=0)
+
     load_demo_data: bool = True
 
     @model_validator(mode="after")

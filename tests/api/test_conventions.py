@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from models.accounts.tables import Classroom
+from models.idempotency.tables import IdempotencyRecord
 from server.app import API
 from server.deps import Deps
-from tests.builders import make_world
+from tests.builders import FakeClock, make_world
 from tests.client import Api, Response
 
 PROBLEM_FIELDS = {"type", "title", "status", "code", "request_id"}
@@ -74,6 +75,73 @@ async def test_a_failed_request_does_not_burn_its_key(api: Api, deps: Deps) -> N
         url, {"name": "三年级1班", "grade": 3}, token=w.token("school_admin_a"), headers=key
     )
     assert again.status == 409 and "Idempotent-Replayed" not in again.headers
+
+
+async def _forget_idempotency_keys(deps: Deps) -> None:
+    """What a Redis restart without persistence does to the replay records."""
+    async for key in deps.redis.scan_iter(match=f"{deps.settings.redis_prefix}idem:*"):
+        await deps.redis.delete(key)
+
+
+async def test_a_key_redis_forgot_is_replayed_from_the_database_not_carried_out_twice(
+    api: Api, deps: Deps
+) -> None:
+    w = await make_world(deps)
+    url = f"{API}/schools/{w.school_a.id}/classrooms"
+    key = {"Idempotency-Key": "create-class-6-1"}
+    body = {"name": "六年级1班", "grade": 6}
+    before = await _classrooms(deps)
+    first = await api.post(url, body, token=w.token("school_admin_a"), headers=key)
+    assert first.status == 201
+
+    await _forget_idempotency_keys(deps)
+    replay = await api.post(url, body, token=w.token("school_admin_a"), headers=key)
+    assert (replay.status, replay.headers.get("Idempotent-Replayed")) == (201, "true")
+    assert replay.json() == first.json()
+    changed = await api.post(url, body | {"grade": 5}, token=w.token("school_admin_a"), headers=key)
+    assert changed.status == 422 and changed.code == "idempotency_key_reused"
+    assert await _classrooms(deps) == before + 1
+
+
+async def test_a_request_whose_answer_was_lost_is_not_carried_out_again(api: Api, deps: Deps) -> None:
+    """Killed between its commit and storing its answer, a request leaves a record without a response: a
+    retry must not create a second classroom, and says so."""
+    w = await make_world(deps)
+    url = f"{API}/schools/{w.school_a.id}/classrooms"
+    key = {"Idempotency-Key": "create-class-6-2"}
+    body = {"name": "六年级2班", "grade": 6}
+    before = await _classrooms(deps)
+    assert (await api.post(url, body, token=w.token("school_admin_a"), headers=key)).status == 201
+    async with deps.sessions() as s, s.begin():
+        await s.execute(update(IdempotencyRecord).values(status=None, body=None))
+    await _forget_idempotency_keys(deps)
+
+    retry = await api.post(url, body, token=w.token("school_admin_a"), headers=key)
+    assert retry.status == 409 and retry.code == "idempotency_in_progress"
+    assert await _classrooms(deps) == before + 1
+    # Another key is another request (refused here as a duplicate name, as without any key).
+    other = await api.post(url, body, token=w.token("school_admin_a"), headers={"Idempotency-Key": "new"})
+    assert other.status == 409 and other.code == "duplicate"
+
+
+async def test_a_key_may_be_used_again_once_its_day_is_over(api: Api, deps: Deps) -> None:
+    w = await make_world(deps)
+    clock = FakeClock(deps.clock())
+    deps.clock = clock
+    url = f"{API}/schools/{w.school_a.id}/classrooms"
+    key = {"Idempotency-Key": "daily"}
+    assert (
+        await api.post(url, {"name": "一年级9班", "grade": 1}, token=w.token("school_admin_a"), headers=key)
+    ).status == 201
+    await _forget_idempotency_keys(deps)
+    clock.tick(24 * 3600 + 1)
+    again = await api.post(
+        url, {"name": "一年级8班", "grade": 1}, token=w.token("school_admin_a"), headers=key
+    )
+    assert again.status == 201 and "Idempotent-Replayed" not in again.headers
+    assert again.json()["name"] == "一年级8班"
+    async with deps.sessions() as s:
+        assert (await s.scalar(select(func.count()).select_from(IdempotencyRecord))) == 1
 
 
 async def test_overlong_idempotency_key_is_rejected(api: Api, deps: Deps) -> None:

@@ -15,7 +15,9 @@ from datetime import timedelta
 import psutil
 import pytest
 from sqlalchemy import select
+from tornado.simple_httpclient import HTTPStreamClosedError
 
+from models.accounts.tables import Classroom, School
 from models.evening_classes.tables import EveningClass
 from server.app import API
 from server.config import Settings
@@ -36,7 +38,7 @@ def _free_port() -> int:
         return port
 
 
-async def _start(settings: Settings, port: int, processes: int) -> asyncio.subprocess.Process:
+async def _start(settings: Settings, port: int, processes: int, **extra: str) -> asyncio.subprocess.Process:
     assert settings.wechat_secret is not None
     env = {
         **os.environ,
@@ -50,6 +52,7 @@ async def _start(settings: Settings, port: int, processes: int) -> asyncio.subpr
         "WECHAT_SECRET": settings.wechat_secret.get_secret_value(),
         "WECHAT_API_BASE": settings.wechat_api_base,
         "LOAD_DEMO_DATA": "false",
+        **extra,
     }
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -97,10 +100,10 @@ async def _until_serving(proc: asyncio.subprocess.Process, port: int) -> None:
 
 @asynccontextmanager
 async def serving(
-    settings: Settings, processes: int
+    settings: Settings, processes: int, **env: str
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
     port = _free_port()
-    proc = await _start(settings, port, processes)
+    proc = await _start(settings, port, processes, **env)
     try:
         await _until_serving(proc, port)
         yield proc, port
@@ -211,3 +214,46 @@ async def _until_refused(port: int) -> None:
         writer.close()
         await asyncio.sleep(0.02)
     pytest.fail("the server kept accepting connections after SIGTERM")
+
+
+async def test_a_request_cut_off_by_a_crash_can_be_retried_under_its_key_once_its_claim_runs_out(
+    deps: Deps, settings: Settings
+) -> None:
+    """The process is killed while a request holds its Idempotency-Key (nothing was committed): a retry
+    is told the request is in progress until the claim runs out, then carried out, once."""
+    world = await make_world(deps)
+    url = f"{API}/schools/{world.school_a.id}/classrooms"
+    body = {"name": "五年级3班", "grade": 5}
+    key = {"Idempotency-Key": "create-5-3"}
+    token = world.token("school_admin_a")
+    async with serving(settings, processes=1, IDEMPOTENCY_PENDING_SECONDS="2") as (proc, port):
+        service = Api(f"http://127.0.0.1:{port}")
+        try:
+            async with deps.engine.connect() as other:  # holds the school: the insert waits
+                transaction = await other.begin()
+                await other.execute(select(School).where(School.id == world.school_a.id).with_for_update())
+                cut = asyncio.ensure_future(service.post(url, body, token=token, headers=key))
+                await until_a_statement_waits_for_a_lock(deps)
+                os.killpg(proc.pid, signal.SIGKILL)
+                with pytest.raises(HTTPStreamClosedError):  # the connection died with the process
+                    await cut
+                await transaction.rollback()
+        finally:
+            service.http.close()
+    async with serving(settings, processes=1, IDEMPOTENCY_PENDING_SECONDS="2") as (_, port):
+        service = Api(f"http://127.0.0.1:{port}")
+        try:
+            claimed = await service.post(url, body, token=token, headers=key)
+            assert claimed.status == 409 and claimed.code == "idempotency_in_progress"
+            await asyncio.sleep(2.5)
+            retried = await service.post(url, body, token=token, headers=key)
+            assert retried.status == 201 and "Idempotent-Replayed" not in retried.headers
+            replayed = await service.post(url, body, token=token, headers=key)
+            assert replayed.headers["Idempotent-Replayed"] == "true"
+        finally:
+            service.http.close()
+    async with deps.sessions() as s:
+        names = (
+            await s.scalars(select(Classroom.name).where(Classroom.school_id == world.school_a.id))
+        ).all()
+    assert names.count("五年级3班") == 1
