@@ -435,9 +435,7 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
             self._hold_response = False
         status, data = self._sent or (self.get_status(), b"")
         record = {"state": "done", "fp": fingerprint, "status": status, "body": data.decode()}
-        await redis.execute(
-            "SET", key, orjson.dumps(record), "EX", int(idempotency.RETENTION.total_seconds())
-        )
+        await redis.execute("SET", key, orjson.dumps(record), "EX", REPLAY_SECONDS)
         if self._idempotency_recorded:
             async with self.deps.sessions() as session, session.begin():
                 await idempotency.remember_response(session, durable, status, data.decode())
