@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.accounts import auth
@@ -387,3 +389,15 @@ async def allow_messages(s: AsyncSession, user_id: uuid.UUID, template_id: str, 
 
     s.add(SubscriptionAllowance(user_id=user_id, template_id=template_id, remaining=n))
     await s.flush()
+
+
+async def until_a_statement_waits_for_a_lock(deps: Deps) -> None:
+    """Until some statement waits for a row lock (one the test holds in another connection)."""
+    for _ in range(500):
+        async with deps.engine.connect() as probe:
+            if await probe.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            ):
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no statement ever waited for the lock")

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import insert, select, update
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
@@ -45,6 +45,7 @@ from tests.builders import (
     make_evening_class,
     make_parents,
     make_world,
+    until_a_statement_waits_for_a_lock,
 )
 from tests.client import Api, Response
 
@@ -782,17 +783,6 @@ async def test_sign_ups_arriving_together_get_each_their_own_answer(
         assert await counters(deps, class_id) == (seats, waiting)
     reminded = Counter(j.subject_id for j in await jobs(deps, "class_reminder"))
     assert reminded == {small: 2, medium: 3}
-
-
-async def until_a_statement_waits_for_a_lock(deps: Deps) -> None:
-    for _ in range(500):
-        async with deps.engine.connect() as probe:
-            if await probe.scalar(
-                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-            ):
-                return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the batch never waited for the class")
 
 
 async def test_a_parent_signed_up_by_another_process_meanwhile_does_not_cost_anyone_a_seat(

@@ -1,5 +1,5 @@
-"""`python -m server` with several workers, as operators run it: the listening port, the spread of
-connections over the workers, the graceful stop."""
+"""`python -m server` as operators run it: the listening port, the spread of connections over the
+workers, the graceful stop, and a retry after a process was killed mid-request."""
 
 from __future__ import annotations
 
@@ -22,8 +22,7 @@ from models.evening_classes.tables import EveningClass
 from server.app import API
 from server.config import Settings
 from server.deps import Deps
-from tests.api.test_evening_classes import until_a_statement_waits_for_a_lock
-from tests.builders import make_course, make_evening_class, make_world
+from tests.builders import make_course, make_evening_class, make_world, until_a_statement_waits_for_a_lock
 from tests.client import Api
 from tests.conftest import ROOT
 
