@@ -3,9 +3,9 @@
 WeChat lets a mini-program send a user one message of a template for each time the user accepted that
 template in `wx.requestSubscribeMessage`. The mini-program reports the accepts (`grant`); the worker takes
 one before each send (`take_one`), gives it back when WeChat did not deliver (`give_back`), and believes
-WeChat when it answers 43101, no allowance left (`none_left`). A message with nothing to take is not sent:
-it would only come back 43101. The mini-program reads what is left (`listed`) to ask again only for a
-template that has run out, not on every tap."""
+WeChat when it answers 43101, no allowance left (`none_left`). A message with nothing to take is not sent
+(it would only come back 43101); it goes once the parent allows again, if still in time. The mini-program
+reads what is left (`listed`) to ask again only for a template that has run out, not on every tap."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.notifications.schemas import Subscription, SubscriptionsOut
-from models.notifications.tables import SubscriptionAllowance
+from models.notifications.tables import JobStatus, NotificationJob, SubscriptionAllowance
 from server.errors import ValidationFailed
 
 
@@ -34,7 +34,8 @@ class Templates:
 async def grant(
     session: AsyncSession, user_id: uuid.UUID, accepted: Sequence[str], templates: Templates, now: datetime
 ) -> None:
-    """One more message allowed for each template the user accepted (each at most once per prompt)."""
+    """One more message allowed for each template the user accepted (each at most once per prompt);
+    their messages that went unsent for want of one are due again."""
     known = set(asdict(templates).values())
     errors = [
         {"loc": ["body", "accepted", i], "msg": "unknown template id", "type": "unknown_template"}
@@ -55,6 +56,18 @@ async def grant(
             index_elements=["user_id", "template_id"],
             set_={"remaining": SubscriptionAllowance.remaining + 1, "updated_at": now},
         )
+    )
+    # A message that found no allowance goes now, unless its moment has passed (a class that began).
+    job = NotificationJob
+    await session.execute(
+        update(job)
+        .where(
+            job.user_id == user_id,
+            job.template_id.in_(accepted),
+            job.status == JobStatus.no_allowance,
+            or_(job.expires_at.is_(None), job.expires_at > now),
+        )
+        .values(status=JobStatus.pending, attempts=0, last_error=None)
     )
 
 

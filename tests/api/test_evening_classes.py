@@ -581,6 +581,37 @@ async def test_cancelling_promotes_the_first_on_the_waitlist_and_tells_them(
     assert missing.status == 404 and missing.code == "not_signed_up"
 
 
+async def test_a_promotion_missed_for_want_of_an_allowance_goes_once_the_parent_allows(
+    api: Api, deps: Deps, scene: Scene, wechat: Sandbox
+) -> None:
+    state, _ = wechat
+    promoted_template = deps.settings.wechat_template_waitlist_promoted
+    later = await new_class(deps, scene, capacity=1)
+    soon = await new_class(
+        deps, scene, capacity=1, starts_at=NOW + timedelta(hours=3), cancel_deadline=NOW + timedelta(hours=2)
+    )
+    holder, waiting = await make_parents(deps, scene.world.classroom_a, 2)
+    for class_id in (later, soon):
+        for parent in (holder, waiting):
+            assert (await sign_up(api, parent.token, class_id)).status == 201
+        assert (await cancel(api, holder.token, class_id)).status == 204
+    await deps.notifications.run_once()
+    assert state.messages == []  # the promoted parent never allowed the message
+    assert {j.status for j in await jobs(deps, "waitlist_promoted")} == {"no_allowance"}
+
+    scene.clock.now = NOW + timedelta(hours=4)  # `soon` has begun: its news is stale
+    await accept_messages(api, waiting.token, promoted_template)
+    await deps.notifications.run_once()
+    [sent] = state.messages
+    assert sent["touser"] == await openid_of(deps, waiting.user_id)
+    assert sent["page"] == f"pages/evening-class/detail?id={later}"
+    statuses = {j.page: j.status for j in await jobs(deps, "waitlist_promoted")}
+    assert statuses == {
+        f"pages/evening-class/detail?id={later}": "sent",
+        f"pages/evening-class/detail?id={soon}": "no_allowance",
+    }
+
+
 async def test_no_cancelling_after_the_deadline(api: Api, deps: Deps, scene: Scene) -> None:
     class_id = await new_class(deps, scene, capacity=1)
     holder, waiting, leaving = await make_parents(deps, scene.world.classroom_a, 3)
