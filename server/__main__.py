@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -108,11 +109,17 @@ def serve(settings: Settings) -> None:
     # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections evenly
     # over them. With one socket shared by all, whichever worker woke first accepted a whole burst:
     # in scripts.bench_platform one worker held 63 of the 64 keep-alive connections and did all the
-    # work while the other idled. The parent binds first, so that a port in use fails here, once.
+    # work while the other idled. The parent binds first, so that a port in use fails here, once; and it
+    # looks for a listener that would let it bind beside (another instance of this service, say), since
+    # the two would then share the connections.
     probe = listen(settings.port, shared=True)
     port = probe[0].getsockname()[1]
     for sock in probe:
         sock.close()
+    if _listened_on(port):
+        raise OSError(
+            errno.EADDRINUSE, f"{os.strerror(errno.EADDRINUSE)}: another process serves port {port}"
+        )
     stopping = False
     children: set[int] = set()
 
@@ -150,6 +157,12 @@ def serve(settings: Settings) -> None:
                 "worker %d exited with status %d; starting another", pid, os.waitstatus_to_exitcode(status)
             )
             spawn()
+
+
+def _listened_on(port: int) -> bool:
+    with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
 
 
 def listen(port: int, *, shared: bool) -> list[socket.socket]:

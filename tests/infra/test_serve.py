@@ -148,13 +148,22 @@ async def test_connections_are_spread_over_the_workers_and_sigterm_stops_them(
         await asyncio.open_connection("127.0.0.1", port)
 
 
-async def test_a_port_in_use_stops_the_start_with_a_clear_error(settings: Settings) -> None:
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["plain listener", "SO_REUSEPORT listener"])
+async def test_a_port_in_use_stops_the_start_with_a_clear_error(settings: Settings, reuse_port: bool) -> None:
+    """Also when the listener would let us bind beside it (another instance of the service): the two
+    would then share the connections."""
     with closing(socket.socket()) as taken:
+        if reuse_port:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind(("0.0.0.0", 0))  # noqa: S104 - the server binds every address; so must the squatter
         taken.listen()
         port = taken.getsockname()[1]
         proc = await _start(settings, port, processes=2)
-        out, _ = await asyncio.wait_for(proc.communicate(), STARTUP_SECONDS)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), STARTUP_SECONDS)
+        finally:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0
     assert b"Address already in use" in out
 
