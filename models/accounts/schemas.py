@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from models.accounts.rules import Role
+from models.times import ShanghaiTime
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 
@@ -141,7 +141,7 @@ class TeacherOut(Out):
 class BindingCodeOut(Out):
     code: str
     kind: Literal["teacher", "guardian"]
-    expires_at: datetime
+    expires_at: ShanghaiTime
     teacher_id: uuid.UUID | None = None
     student_id: uuid.UUID | None = None
     student_no: str | None = None
@@ -208,7 +208,7 @@ class GuardianOut(Out):
     display_name: str
     relation: str
     consent_policy_version: str
-    consent_at: datetime
+    consent_at: ShanghaiTime
 
 
 class GuardianList(Out):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from course_catalog.schema import Tier
 from models.catalog.schemas import Hours
+from models.times import ShanghaiTime
 
 
 class EveningClassIn(BaseModel):
@@ -58,8 +59,8 @@ class EveningClassOut(BaseModel):
     class_hours: Hours
     title: str
     term: str
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: ShanghaiTime
+    ends_at: ShanghaiTime
     place: str | None
     meeting_url: str | None
     capacity: int
@@ -67,9 +68,9 @@ class EveningClassOut(BaseModel):
     audience: str
     grades: list[int] | None
     classroom_ids: list[uuid.UUID] | None
-    signup_opens_at: datetime
-    signup_closes_at: datetime
-    cancel_deadline: datetime
+    signup_opens_at: ShanghaiTime
+    signup_closes_at: ShanghaiTime
+    cancel_deadline: ShanghaiTime
     cancelled: bool
     my_signup: MySignup | None = None
 
@@ -95,7 +96,7 @@ class SignupOut(BaseModel):
 
 class CheckinCodeOut(BaseModel):
     token: str
-    next_token_at: datetime
+    next_token_at: ShanghaiTime
     period_seconds: int
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from course_catalog.schema import Tier
 from models.catalog.schemas import Hours
+from models.times import ShanghaiTime
 
 
 class TierProgress(BaseModel):
@@ -29,7 +29,7 @@ class CreditOut(BaseModel):
     course_id: uuid.UUID | None
     course_title: str | None = None
     reason: str | None
-    created_at: datetime
+    created_at: ShanghaiTime
 
 
 class CertificateOut(BaseModel):
@@ -37,7 +37,7 @@ class CertificateOut(BaseModel):
     id: uuid.UUID
     school_year: str
     number: str
-    issued_at: datetime
+    issued_at: ShanghaiTime
     pdf_url: str
 
 

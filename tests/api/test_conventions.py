@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
@@ -11,7 +12,7 @@ from models.accounts.tables import Classroom
 from models.idempotency.tables import IdempotencyRecord
 from server.app import API
 from server.deps import Deps
-from tests.builders import FakeClock, make_world
+from tests.builders import FakeClock, make_course, make_world
 from tests.client import Api, Response
 
 PROBLEM_FIELDS = {"type", "title", "status", "code", "request_id"}
@@ -155,6 +156,32 @@ async def test_overlong_idempotency_key_is_rejected(api: Api, deps: Deps) -> Non
     assert response.status == 422
     assert ["header", "Idempotency-Key"] in [e["loc"] for e in response.json()["errors"]]
     assert await _classrooms(deps) == 2
+
+
+# ---- times --------------------------------------------------------------------------------------------
+async def test_times_are_answered_with_the_shanghai_offset(api: Api, deps: Deps) -> None:
+    """API.md: RFC 3339 with offset, Asia/Shanghai, whatever offset a client sent."""
+    w = await make_world(deps)
+    async with deps.sessions() as s, s.begin():
+        course = await make_course(s, tier="foundation")
+    day = (deps.clock() + timedelta(days=3)).date()
+    created = await api.post(
+        f"{API}/schools/{w.school_a.id}/evening-classes",
+        {
+            "course_id": str(course.id),
+            "starts_at": f"{day}T11:00:00Z",  # 19:00 in Shanghai
+            "ends_at": f"{day}T12:30:00+00:00",
+            "place": "报告厅",
+            "capacity": 30,
+        },
+        token=w.token("school_admin_a"),
+    )
+    assert created.status == 201, created.body
+    out = created.json()
+    assert (out["starts_at"], out["ends_at"]) == (f"{day}T19:00:00+08:00", f"{day}T20:30:00+08:00")
+    assert out["cancel_deadline"] == f"{day - timedelta(days=1)}T19:00:00+08:00"
+    listed = await api.get(f"{API}/evening-classes", token=w.token("parent_a"))
+    assert [item["starts_at"] for item in listed.json()["items"]] == [f"{day}T19:00:00+08:00"]
 
 
 # ---- problem+json ---------------------------------------------------------------------------------------
