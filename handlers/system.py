@@ -23,6 +23,10 @@ class ReadyHandler(ApiHandler):
     auth_required = False
 
     async def get(self) -> None:
+        if self.deps.in_flight.stopping:
+            # A load balancer that asks over a kept connection learns to send nothing more here.
+            self.send({"status": "stopping", "checks": {}}, status=503)
+            return
         checks: dict[str, str] = {}
 
         async def database() -> None:

@@ -200,8 +200,13 @@ async def test_a_request_in_flight_when_the_server_is_told_to_stop_is_still_answ
             proc.send_signal(signal.SIGTERM)
             await _until_refused(port)  # stopping: no new connections, the sign-up still waits
             assert not answer.done()
-            # A request on a connection already open is still answered, and told to go elsewhere next.
+            # A request on a connection already open is still answered, and told to go elsewhere next;
+            # a load balancer asking whether to send more hears no.
             assert [b"connection: close" in (await _get_health(*c)).lower() for c in kept] == [True] * 4
+            reader, writer = kept[0]
+            writer.write(b"GET /readyz HTTP/1.1\r\nHost: test\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503 "), head
             for _, writer in kept:
                 writer.close()
             await transaction.rollback()
