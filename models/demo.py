@@ -33,7 +33,7 @@ from models.base import Base
 from models.catalog.tables import Course
 from models.evening_classes.rules import term_of
 from models.evening_classes.tables import EveningClass
-from models.learning.rules import SHANGHAI
+from models.times import SHANGHAI
 from server.security import hash_password
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - published demo credential, development only

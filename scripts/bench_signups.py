@@ -593,7 +593,7 @@ async def _clear_classes(conn: Any, school: uuid.UUID) -> int:
 async def _prepare_database(args: argparse.Namespace, policy_version: str) -> Setup:
     from models.demo import SCHOOL_A, demo_id
     from models.evening_classes.rules import term_of
-    from models.learning.rules import SHANGHAI
+    from models.times import SHANGHAI
 
     classroom = demo_id(f"a-{CLASSROOM_NAME}")
     parent_ids = [bench_uuid("parent", i) for i in range(args.parents)]
@@ -832,7 +832,7 @@ def pgbench_script(setup: Setup, clients: int) -> str:
     No colon may appear but in casts and variables (pgbench reads `:name` as a variable even inside a
     string), hence chr(58)."""
     from models.evening_classes.service import CLASSES, TAKE_PLACES
-    from models.learning.rules import SHANGHAI
+    from models.times import SHANGHAI
 
     local = setup.starts_at.astimezone(SHANGHAI)
     title = setup.course_title[:20].replace("'", "''")

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -19,6 +18,7 @@ from models.evening_classes.service import SignupRequest, sign_up_batch
 from models.learning.progress import ProgressTracker
 from models.notifications.allowance import Templates
 from models.notifications.worker import NotificationWorker
+from models.times import SHANGHAI
 from server.config import Settings
 from server.db import make_engine, make_session_factory
 from server.group_commit import GroupCommit
@@ -26,8 +26,6 @@ from server.local_cache import LocalCache
 from server.redis import Keys, Pipelined, make_redis
 from server.security import FieldCipher, TokenSigner
 from server.wechat import WechatGateway
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def shanghai_now() -> datetime:

@@ -35,11 +35,12 @@ from models.evening_classes.schemas import (
     TermSummary,
 )
 from models.evening_classes.tables import Attendance, EveningClass, Signup, TermRequirement
-from models.learning.rules import SHANGHAI, school_year_of
+from models.learning.rules import school_year_of
 from models.learning.service import credit_hours
 from models.notifications import service as notifications
 from models.notifications.allowance import Templates
 from models.pagination import PageQuery, keyset_page
+from models.times import SHANGHAI
 from server.db import driver_connection
 from server.errors import AppError, Conflict, Forbidden, NotFound, ValidationFailed
 from server.group_commit import RetryBatch

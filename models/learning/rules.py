@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+from models.times import SHANGHAI
 
 # Policy default (PRODUCT.md): 4 foundation sessions of 2 class hours per parent per school year.
 DEFAULT_REQUIREMENTS: dict[str, Decimal] = {

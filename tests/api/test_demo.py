@@ -11,7 +11,7 @@ from course_catalog.loader import load_catalogue
 from models.catalog.service import sync_catalogue
 from models.demo import load_demo, load_demo_evening_classes
 from models.evening_classes.tables import EveningClass
-from models.learning.rules import SHANGHAI
+from models.times import SHANGHAI
 from server.deps import Deps
 
 MONDAY = datetime(2025, 10, 13, 9, 0, tzinfo=SHANGHAI)

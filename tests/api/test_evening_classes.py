@@ -29,9 +29,9 @@ from models.evening_classes.rules import checkin_token
 from models.evening_classes.schemas import SignupOut
 from models.evening_classes.service import AlreadySignedUp, ClassCancelled, SignupRequest
 from models.evening_classes.tables import EveningClass, Signup
-from models.learning.rules import SHANGHAI
 from models.notifications.allowance import Templates
 from models.notifications.tables import NotificationJob
+from models.times import SHANGHAI
 from server.app import make_app
 from server.config import Settings
 from server.deps import Deps

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from models.learning import service as learning
-from models.learning.rules import SHANGHAI
+from models.times import SHANGHAI
 from server.deps import Deps
 from tests.builders import (
     FakeClock,

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from models.accounts.tables import User
-from models.learning.rules import SHANGHAI
 from models.notifications.service import Job, cancel, enqueue
 from models.notifications.tables import JobStatus, NotificationJob, SubscriptionAllowance
 from models.notifications.worker import MAX_ATTEMPTS, NO_ALLOWANCE, NO_OPENID, NotificationWorker, backoff
+from models.times import SHANGHAI
 from server.deps import Deps
 from server.wechat import WechatGateway
 from server.wechat_sandbox import SandboxState

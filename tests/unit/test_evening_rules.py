@@ -15,7 +15,7 @@ from models.evening_classes.rules import (
     term_of,
     valid_term,
 )
-from models.learning.rules import SHANGHAI
+from models.times import SHANGHAI
 
 KEY = b"k" * 32
 CLASS = "5a4d6f0e-3c1b-4f55-9a7e-0c7a2b1d9e11"
