@@ -19,6 +19,7 @@ from tornado.simple_httpclient import HTTPStreamClosedError
 
 from models.accounts.tables import Classroom, School
 from models.evening_classes.tables import EveningClass
+from server.__main__ import free_port
 from server.app import API
 from server.config import Settings
 from server.deps import Deps
@@ -28,13 +29,6 @@ from tests.conftest import ROOT
 
 CONNECTIONS = 64
 STARTUP_SECONDS = 60
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def _start(settings: Settings, port: int, processes: int, **extra: str) -> asyncio.subprocess.Process:
@@ -101,7 +95,7 @@ async def _until_serving(proc: asyncio.subprocess.Process, port: int) -> None:
 async def serving(
     settings: Settings, processes: int, **env: str
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    port = _free_port()
+    port = free_port()
     proc = await _start(settings, port, processes, **env)
     try:
         await _until_serving(proc, port)
