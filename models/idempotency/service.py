@@ -15,16 +15,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.idempotency.tables import IdempotencyRecord
-from server.errors import Conflict
 
 RETENTION = timedelta(hours=24)  # a key may be retried, and is replayed, for this long
 PURGE_BATCH = 100  # expired records deleted by each new one
 
 
-class AlreadyCarriedOut(Conflict):
-    """The key's request was carried out before: this one's writes are rolled back."""
-
-    code, title = "idempotency_in_progress", "相同的请求正在处理中"
+class AlreadyCarriedOut(Exception):
+    """The key's request was carried out before: this one's writes are rolled back, and
+    handlers.base.idempotent answers from the record instead."""
 
 
 @dataclass(frozen=True)
