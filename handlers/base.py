@@ -18,14 +18,8 @@ import tornado.web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.accounts.access import district_in_scope, school_in_scope
-from models.accounts.principal import Principal, load_principal
-from models.accounts.rules import Role
-from models.accounts.tables import District, School
-from models.base import Change, pop_changes
-from models.idempotency import service as idempotency
-from server.deps import Deps
-from server.errors import (
+from handlers.deps import Deps
+from infra.errors import (
     AppError,
     Conflict,
     NotFound,
@@ -35,7 +29,13 @@ from server.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from server.security import TokenError
+from infra.security import TokenError
+from models.accounts.access import district_in_scope, school_in_scope
+from models.accounts.principal import Principal, load_principal
+from models.accounts.rules import Role
+from models.accounts.tables import District, School
+from models.base import Change, pop_changes
+from models.idempotency import service as idempotency
 
 log = logging.getLogger("api")
 M = TypeVar("M", bound=BaseModel)

@@ -7,6 +7,7 @@ import hmac
 from typing import ClassVar
 
 from handlers.base import ApiHandler, Operation, idempotent
+from infra.errors import Forbidden, NotFound
 from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, DISTRICT_READERS, PARENTS, STAFF_ROLES
 from models.evening_classes import service as evening
 from models.evening_classes.rules import CHECKIN_PERIOD_SECONDS, checkin_open, checkin_token, valid_term
@@ -25,7 +26,6 @@ from models.evening_classes.schemas import (
     TermSummary,
 )
 from models.pagination import Page
-from server.errors import Forbidden, NotFound
 
 EveningClassPage = Page[EveningClassOut]
 SCHEDULERS = STAFF_ROLES

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from handlers.base import ApiHandler, Operation, idempotent
 from handlers.organisation import SCHOOL_ADMINS
+from infra.errors import Forbidden, NotFound, ValidationFailed
 from models.accounts.rules import DISTRICT_ADMINS, DISTRICT_READERS, PARENTS
 from models.catalog import service as catalog
 from models.learning import service as learning
@@ -24,7 +25,6 @@ from models.learning.schemas import (
     RequirementsOut,
 )
 from models.pagination import Page
-from server.errors import Forbidden, NotFound, ValidationFailed
 
 CertificatePage = Page[CertificateOut]
 

@@ -18,6 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.clock import SHANGHAI
+from infra.security import hash_password
 from models.accounts.rules import Role
 from models.accounts.tables import (
     Classroom,
@@ -33,8 +35,6 @@ from models.base import Base
 from models.catalog.tables import Course
 from models.evening_classes.rules import term_of
 from models.evening_classes.tables import EveningClass
-from models.times import SHANGHAI
-from server.security import hash_password
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - published demo credential, development only
 _NS = uuid.UUID("6b1f4a52-6f0e-4d43-9a55-8d1a2f3c0b7e")

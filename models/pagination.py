@@ -14,7 +14,7 @@ from sqlalchemy import Select, literal, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from server.errors import ValidationFailed
+from infra.errors import ValidationFailed
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 20

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from pydantic import PlainSerializer
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+from infra.clock import SHANGHAI
 
 
 def _in_shanghai(moment: datetime) -> datetime:

@@ -437,7 +437,7 @@ class TransactionCounter:
     share is known exactly."""
 
     def __init__(self) -> None:
-        from server.embedded import pg_bin
+        from infra.embedded import pg_bin
 
         self.psql = pg_bin("psql")
         self.reads = 0
@@ -500,11 +500,11 @@ async def _prepare_database(viewers: int, policy_version: str) -> Setup:
     from sqlalchemy import delete, func, select
     from sqlalchemy.dialects.postgresql import insert
 
+    from infra.db import make_engine
     from models.accounts.tables import Guardianship, Student, User
     from models.catalog.tables import Course
     from models.demo import SCHOOL_A, demo_id
     from models.learning.tables import LessonProgress
-    from server.db import make_engine
 
     classroom = demo_id(f"a-{CLASSROOM_NAME}")
     user_ids = [uuid.uuid5(BENCH_NS, f"viewer-{i}") for i in range(viewers)]
@@ -601,8 +601,8 @@ async def _prepare_database(viewers: int, policy_version: str) -> Setup:
 async def _outcome(setup: Setup) -> dict[str, Any]:
     from sqlalchemy import func, select
 
+    from infra.db import make_engine
     from models.learning.tables import LessonProgress
-    from server.db import make_engine
 
     engine = make_engine(database_url(), pool_size=1)
     try:
@@ -646,7 +646,7 @@ def tidy_redis(setup: Setup) -> None:
 
 
 def mint_tokens(secret: str, user_ids: list[uuid.UUID], path: Path) -> None:
-    from server.security import TokenSigner
+    from infra.security import TokenSigner
 
     signer = TokenSigner(secret, JWT_ISSUER, TOKEN_TTL)
     path.write_text("\n".join(signer.issue(str(u), session_id=str(uuid.uuid4())) for u in user_ids) + "\n")
@@ -699,7 +699,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             service, port = start_and_wait_service({"JWT_SECRET": secret, "REDIS_PREFIX": REDIS_PREFIX})
             started.append((service, "service"))
             began = time.monotonic()
-            from server.config import Settings
+            from infra.config import Settings
 
             policy = Settings().privacy_policy_version
             setup = asyncio.run(_prepare_database(args.viewers, policy))

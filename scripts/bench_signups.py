@@ -591,9 +591,9 @@ async def _clear_classes(conn: Any, school: uuid.UUID) -> int:
 
 
 async def _prepare_database(args: argparse.Namespace, policy_version: str) -> Setup:
+    from infra.clock import SHANGHAI
     from models.demo import SCHOOL_A, demo_id
     from models.evening_classes.rules import term_of
-    from models.times import SHANGHAI
 
     classroom = demo_id(f"a-{CLASSROOM_NAME}")
     parent_ids = [bench_uuid("parent", i) for i in range(args.parents)]
@@ -753,7 +753,7 @@ def tidy_redis(parent_ids: list[uuid.UUID], keys: list[str], paths: list[str]) -
 
 
 def mint_tokens(secret: str, user_ids: list[uuid.UUID]) -> list[str]:
-    from server.security import TokenSigner
+    from infra.security import TokenSigner
 
     signer = TokenSigner(secret, JWT_ISSUER, TOKEN_TTL)
     return [signer.issue(str(u), session_id=str(uuid.uuid4())) for u in user_ids]
@@ -831,8 +831,8 @@ def pgbench_script(setup: Setup, clients: int) -> str:
 
     No colon may appear but in casts and variables (pgbench reads `:name` as a variable even inside a
     string), hence chr(58)."""
+    from infra.clock import SHANGHAI
     from models.evening_classes.service import CLASSES, TAKE_PLACES
-    from models.times import SHANGHAI
 
     local = setup.starts_at.astimezone(SHANGHAI)
     title = setup.course_title[:20].replace("'", "''")
@@ -885,7 +885,7 @@ class PgbenchRun:
 
 
 def run_pgbench(setup: Setup, service_pid: int, clients: int, seconds: float) -> PgbenchRun:
-    from server.embedded import pg_bin
+    from infra.embedded import pg_bin
 
     script = DATA_DIR / "signups-pgbench.sql"
     script.write_text(pgbench_script(setup, clients))
@@ -1010,7 +1010,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             started.append((service, "service"))
             try:
                 began = time.monotonic()
-                from server.config import Settings
+                from infra.config import Settings
 
                 setup = asyncio.run(_prepare_database(args, Settings().privacy_policy_version))
                 tokens = mint_tokens(secret, setup.parent_ids)

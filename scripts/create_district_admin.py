@@ -13,10 +13,10 @@ import getpass
 import os
 import sys
 
+from infra.config import Settings
+from infra.db import make_engine, make_session_factory
+from infra.embedded import EmbeddedServers
 from models.accounts.organisation import grant_district_admin
-from server.config import Settings
-from server.db import make_engine, make_session_factory
-from server.embedded import EmbeddedServers
 from server.migrate import upgrade
 
 MIN_PASSWORD_LENGTH = 10

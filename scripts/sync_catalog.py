@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 from course_catalog.loader import DATA_DIR, CatalogueInvalid, LoadedCourse, load_catalogue
+from infra.config import Settings
+from infra.db import make_engine, make_session_factory
+from infra.embedded import EmbeddedServers
 from models.catalog.schemas import SyncReport
 from models.catalog.service import sync_catalogue
-from server.config import Settings
-from server.db import make_engine, make_session_factory
-from server.embedded import EmbeddedServers
 from server.migrate import upgrade
 
 

@@ -20,12 +20,12 @@ import uvloop
 from pydantic import SecretStr
 
 from course_catalog.loader import load_catalogue
+from handlers.deps import Deps
+from infra.config import Settings
+from infra.embedded import EmbeddedServers
 from models.catalog.service import sync_catalogue
 from models.demo import load_demo, load_demo_evening_classes
 from server.app import make_app
-from server.config import Settings
-from server.deps import Deps
-from server.embedded import EmbeddedServers
 from server.migrate import upgrade
 from server.wechat_sandbox import SANDBOX_APPID, SANDBOX_SECRET
 

@@ -21,7 +21,7 @@ from handlers import (
     system,
 )
 from handlers.base import ApiHandler, NotFoundHandler
-from server.deps import Deps
+from handlers.deps import Deps
 from server.openapi import build_openapi
 
 access_log = logging.getLogger("access")

@@ -12,6 +12,8 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.deps import Deps
+from infra.security import hash_password
 from models.accounts import auth
 from models.accounts.rules import Role
 from models.accounts.tables import (
@@ -26,8 +28,6 @@ from models.accounts.tables import (
 )
 from models.catalog.tables import Course
 from models.evening_classes.tables import EveningClass
-from server.deps import Deps
-from server.security import hash_password
 
 STAFF_PASSWORD = "correct horse battery"
 
@@ -225,8 +225,8 @@ async def make_binding_code(
     """An unredeemed one-time code (teacher or guardian) as the school would issue it; returns the code."""
     from datetime import timedelta
 
+    from infra.security import hash_token, new_binding_code
     from models.accounts.tables import BindingCode
-    from server.security import hash_token, new_binding_code
 
     code = new_binding_code()
     s.add(

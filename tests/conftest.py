@@ -24,14 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from handlers.deps import Deps
+from infra.config import Settings
+from infra.db import make_engine, make_session_factory
+from infra.embedded import EmbeddedServers
+from infra.redis import Keys, make_redis
 from models.base import Base
 from server.app import make_app
-from server.config import Settings
-from server.db import make_engine, make_session_factory
-from server.deps import Deps
-from server.embedded import EmbeddedServers
 from server.migrate import upgrade
-from server.redis import Keys, make_redis
 from server.wechat_sandbox import SandboxState, start_sandbox
 from tests.client import Api
 

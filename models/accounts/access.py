@@ -10,10 +10,10 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.errors import Forbidden, NotFound
 from models.accounts.principal import Principal
 from models.accounts.rules import Role
 from models.accounts.tables import District, School
-from server.errors import Forbidden, NotFound
 
 
 def require_role(principal: Principal, roles: frozenset[Role]) -> None:

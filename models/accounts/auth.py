@@ -11,11 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.accounts.errors import AccountLocked, InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
-from models.accounts.rules import lockout_after_failure
-from models.accounts.tables import AuditLog, RefreshToken, User, WechatSession
-from models.base import Change, note_change
-from server.security import (
+from infra.security import (
     DUMMY_PASSWORD_HASH,
     FieldCipher,
     TokenSigner,
@@ -24,7 +20,11 @@ from server.security import (
     new_refresh_token,
     verify_password,
 )
-from server.wechat import WechatIdentity
+from infra.wechat import WechatIdentity
+from models.accounts.errors import AccountLocked, InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
+from models.accounts.rules import lockout_after_failure
+from models.accounts.tables import AuditLog, RefreshToken, User, WechatSession
+from models.base import Change, note_change
 
 
 @dataclass(frozen=True)

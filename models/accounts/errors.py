@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.errors import AppError, Conflict, NotFound, RateLimited, Unauthenticated, ValidationFailed
+from infra.errors import AppError, Conflict, NotFound, RateLimited, Unauthenticated, ValidationFailed
 
 
 class InvalidCredentials(Unauthenticated):

@@ -9,6 +9,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.errors import NotFound, ValidationFailed
+from infra.security import hash_token, new_binding_code, normalise_binding_code
 from models.accounts.auth import audit, create_password_user
 from models.accounts.errors import AlreadyBound, BindingCodeInvalid, ConsentRequired, DuplicateName
 from models.accounts.principal import Principal
@@ -35,8 +37,6 @@ from models.accounts.tables import (
 )
 from models.base import Change, note_change
 from models.pagination import PageQuery, keyset_page
-from server.errors import NotFound, ValidationFailed
-from server.security import hash_token, new_binding_code, normalise_binding_code
 
 
 async def _flush_unique(session: AsyncSession, what: str) -> None:

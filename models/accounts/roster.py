@@ -22,12 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.errors import UnsupportedMediaType
 from models.accounts.auth import audit
 from models.accounts.errors import DuplicateName, RosterInvalid
 from models.accounts.schemas import RosterReport, RosterRowError
 from models.accounts.tables import Classroom, Guardianship, School, Student
 from models.base import Change, note_change
-from server.errors import UnsupportedMediaType
 
 CSV = "text/csv"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from course_catalog.loader import LoadedCourse
 from course_catalog.schema import Tier
+from infra.errors import NotFound, ValidationFailed
 from models.accounts.auth import audit
 from models.accounts.principal import Principal
 from models.accounts.rules import STAFF_ROLES
@@ -20,7 +21,6 @@ from models.catalog.lessons import LessonInfo
 from models.catalog.schemas import AssignmentIn, AssignmentOut, CourseIn, CourseOut, CourseQuery, SyncReport
 from models.catalog.tables import Course, CourseAssignment
 from models.pagination import PageQuery, keyset_page
-from server.errors import NotFound, ValidationFailed
 
 SYNCED_FIELDS = (
     "series",

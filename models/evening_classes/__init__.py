@@ -7,7 +7,7 @@ to. Seats taken and parents waiting are counted on the class row, which every si
 cancellation updates under its row lock: there can never be more confirmed sign-ups than seats, a
 freed seat goes to exactly one waitlisted parent, and a new waitlist place knows its position.
 
-Sign-ups are written in batches (`service.sign_up_batch`, run by `server.group_commit.GroupCommit`,
+Sign-ups are written in batches (`service.sign_up_batch`, run by `infra.group_commit.GroupCommit`,
 one per process): in a registration rush, the sign-ups that arrive while one batch is being written
 go together in the next. A batch reads its classes and checks audience and window in Python, then
 takes every seat and waitlist place in one statement of its own (autocommit), which locks the classes

@@ -8,7 +8,7 @@ import hmac
 import re
 from datetime import datetime, timedelta
 
-from models.times import SHANGHAI
+from infra.clock import SHANGHAI
 
 # Policy default (PRODUCT.md): every school holds at least 5 evening classes per term.
 DEFAULT_CLASSES_PER_TERM = 5

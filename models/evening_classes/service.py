@@ -15,6 +15,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from course_catalog.schema import Tier
+from infra.clock import SHANGHAI
+from infra.db import driver_connection
+from infra.errors import AppError, Conflict, Forbidden, NotFound, ValidationFailed
+from infra.group_commit import RetryBatch
 from models.accounts.auth import audit
 from models.accounts.principal import Principal
 from models.accounts.rules import Role
@@ -40,10 +44,6 @@ from models.learning.service import credit_hours
 from models.notifications import service as notifications
 from models.notifications.allowance import Templates
 from models.pagination import PageQuery, keyset_page
-from models.times import SHANGHAI
-from server.db import driver_connection
-from server.errors import AppError, Conflict, Forbidden, NotFound, ValidationFailed
-from server.group_commit import RetryBatch
 
 DEFAULT_LIST_DAYS = 60
 SCHEDULABLE_TIERS = {Tier.foundation.value, Tier.general.value, Tier.custom.value}
@@ -351,13 +351,13 @@ async def _position(session: AsyncSession, class_id: uuid.UUID, waitlist_seq: in
 
 
 # ---- signing up and cancelling ------------------------------------------------------------------------
-# Sign-ups are written in batches (group commit, see server.group_commit): in a rush the requests that
+# Sign-ups are written in batches (group commit, see infra.group_commit): in a rush the requests that
 # arrive while one batch is being written go together in the next. A batch reads its classes, checks
 # each request in Python, then takes every place in ONE statement sent in autocommit: its own
 # transaction, which holds the class locks only while PostgreSQL runs it and commits, never across a
 # round trip to this process (whose event loop, busy with the rush, would make every other batch wait).
 # The statements go on the asyncpg connection: a rush is CPU-bound, and SQLAlchemy costs several times
-# what PostgreSQL spends on them (see server.db.driver_connection). scripts/bench_signups.py runs
+# what PostgreSQL spends on them (see infra.db.driver_connection). scripts/bench_signups.py runs
 # TAKE_PLACES in pgbench.
 CLASSES = """
 SELECT id, school_id, course_id, title, place, starts_at, audience, audience_grades,

@@ -29,11 +29,11 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.errors import Conflict
+from infra.redis import Keys
 from models.learning.rules import BUCKET_SECONDS, buckets_needed, judge_beat, school_year_of
 from models.learning.service import credit_hours
 from models.learning.tables import LessonProgress
-from server.errors import Conflict
-from server.redis import Keys
 
 log = logging.getLogger(__name__)
 

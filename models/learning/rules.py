@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from models.times import SHANGHAI
+from infra.clock import SHANGHAI
 
 # Policy default (PRODUCT.md): 4 foundation sessions of 2 class hours per parent per school year.
 DEFAULT_REQUIREMENTS: dict[str, Decimal] = {

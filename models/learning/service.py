@@ -9,6 +9,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.errors import ValidationFailed
 from models.accounts.auth import audit
 from models.accounts.tables import District, Guardianship, School, Student
 from models.catalog.tables import Course
@@ -24,7 +25,6 @@ from models.learning.schemas import (
     TierProgress,
 )
 from models.learning.tables import Certificate, HourCredit, HourRequirement, certificate_number_seq
-from server.errors import ValidationFailed
 
 TIERS = ("foundation", "general", "custom", "online")
 

@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import models.tables  # noqa: F401 - registers every area's tables on the metadata
+from infra.db import make_engine
 from models.base import Base
-from server.db import make_engine
 
 config = context.config
 target_metadata = Base.metadata

@@ -6,7 +6,7 @@ Owns the `notification_job` table and its two sides:
   exists if and only if the row it concerns was committed (a class reminder the day before, a waitlist
   promotion now). One job per (kind, user, subject): enqueuing again is a no-op.
 - `worker.NotificationWorker`, run in every service process: claims due jobs with
-  `FOR UPDATE SKIP LOCKED`, sends them through `server.wechat.WechatGateway` outside any transaction,
+  `FOR UPDATE SKIP LOCKED`, sends them through `infra.wechat.WechatGateway` outside any transaction,
   and records the outcome (sent, no_allowance for 43101, retried with backoff, failed).
 
 A restart loses no job (they live in PostgreSQL) and a crash in the middle of a send is recovered when

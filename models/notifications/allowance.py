@@ -18,9 +18,9 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.errors import ValidationFailed
 from models.notifications.schemas import Subscription, SubscriptionsOut
 from models.notifications.tables import JobStatus, NotificationJob, SubscriptionAllowance
-from server.errors import ValidationFailed
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import orjson
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.db import driver_connection
 from models.notifications.tables import JobStatus, NotificationJob
-from server.db import driver_connection
 
 
 @dataclass(frozen=True, slots=True)

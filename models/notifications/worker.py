@@ -37,11 +37,11 @@ from typing import Any, TypeVar
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.errors import RateLimited, ServiceUnavailable
+from infra.wechat import AccessTokenRejected, SubscriptionQuotaExhausted, WechatError, WechatGateway
 from models.accounts.tables import User
 from models.notifications import allowance
 from models.notifications.tables import JobStatus, NotificationJob
-from server.errors import RateLimited, ServiceUnavailable
-from server.wechat import AccessTokenRejected, SubscriptionQuotaExhausted, WechatError, WechatGateway
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from handlers.deps import Deps
 from models.accounts.tables import AuditLog
 from server.app import API
-from server.deps import Deps
 from tests.builders import make_world
 from tests.client import Api
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from handlers.deps import Deps
+from infra.config import Settings
+from infra.security import verify_password
 from models.accounts.tables import AuditLog, User
-from server.config import Settings
-from server.deps import Deps
-from server.security import verify_password
 from tests.builders import STAFF_PASSWORD, make_password_user, make_wechat_user
 from tests.client import Api, Response
 

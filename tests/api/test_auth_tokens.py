@@ -15,9 +15,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select, update
 
+from handlers.deps import Deps
+from infra.security import TokenSigner, hash_token
 from models.accounts.tables import AuditLog, RefreshToken, User
-from server.deps import Deps
-from server.security import TokenSigner, hash_token
 from tests.builders import make_wechat_user, token_for
 from tests.client import Api, Response
 

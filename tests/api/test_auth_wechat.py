@@ -21,10 +21,10 @@ from sqlalchemy import func, select
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from handlers.deps import Deps
+from infra.redis import Keys
+from infra.wechat import WechatGateway
 from models.accounts.tables import AuditLog, User, WechatSession
-from server.deps import Deps
-from server.redis import Keys
-from server.wechat import WechatGateway
 from server.wechat_sandbox import Code2Session, SandboxState, StableToken, SubscribeSend
 from tests.client import Api, Response
 

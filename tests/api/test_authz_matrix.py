@@ -29,12 +29,12 @@ from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from handlers.base import ApiHandler, Operation
+from handlers.deps import Deps
 from models.accounts.tables import Classroom, District, School, Student, Teacher
 from models.evening_classes.rules import checkin_token
 from models.evening_classes.tables import EveningClass, Signup
 from models.learning.tables import Certificate
 from server.app import API, ROUTES
-from server.deps import Deps
 from tests.builders import (
     World,
     make_binding_code,

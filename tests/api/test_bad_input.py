@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 
-from server.deps import Deps
+from handlers.deps import Deps
 from tests.api.test_authz_matrix import (
     ACTORS,
     RECIPES,

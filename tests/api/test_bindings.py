@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from handlers.deps import Deps
 from models.accounts.tables import BindingCode, Guardianship, Teacher
 from server.app import API
-from server.deps import Deps
 from tests.builders import World, make_binding_code, make_student, make_teacher, make_world
 from tests.client import Api, Response
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from handlers.deps import Deps
+from infra.config import Settings
 from server.app import API
-from server.config import Settings
-from server.deps import Deps
 from tests.client import Api
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,9 +10,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from course_catalog.loader import load_catalogue
+from handlers.deps import Deps
 from models.catalog.service import sync_catalogue
 from models.catalog.tables import Course
-from server.deps import Deps
 from tests.unit.test_catalogue_files import GOOD, write
 
 ROOT = Path(__file__).resolve().parents[2]

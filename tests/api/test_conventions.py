@@ -8,10 +8,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
+from handlers.deps import Deps
 from models.accounts.tables import Classroom
 from models.idempotency.tables import IdempotencyRecord
 from server.app import API
-from server.deps import Deps
 from tests.builders import FakeClock, make_course, make_world
 from tests.client import Api, Response
 

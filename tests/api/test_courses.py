@@ -7,8 +7,8 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
+from handlers.deps import Deps
 from models.catalog.tables import Course
-from server.deps import Deps
 from tests.builders import World, make_classroom, make_course, make_parent_of, make_world, token_for
 from tests.client import Api
 

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from course_catalog.loader import load_catalogue
+from handlers.deps import Deps
+from infra.clock import SHANGHAI
 from models.catalog.service import sync_catalogue
 from models.demo import load_demo, load_demo_evening_classes
 from models.evening_classes.tables import EveningClass
-from models.times import SHANGHAI
-from server.deps import Deps
 
 MONDAY = datetime(2025, 10, 13, 9, 0, tzinfo=SHANGHAI)
 

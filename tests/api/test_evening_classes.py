@@ -23,6 +23,9 @@ from sqlalchemy import insert, select, update
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from handlers.deps import Deps
+from infra.clock import SHANGHAI
+from infra.config import Settings
 from models.accounts.principal import load_principal
 from models.catalog.tables import Course
 from models.evening_classes.rules import checkin_token
@@ -31,10 +34,7 @@ from models.evening_classes.service import AlreadySignedUp, ClassCancelled, Sign
 from models.evening_classes.tables import EveningClass, Signup
 from models.notifications.allowance import Templates
 from models.notifications.tables import NotificationJob
-from models.times import SHANGHAI
 from server.app import make_app
-from server.config import Settings
-from server.deps import Deps
 from server.wechat_sandbox import SandboxState
 from tests.builders import (
     Actor,

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
+from handlers.deps import Deps
 from models.learning import service as learning
 from models.learning.tables import Certificate, HourCredit
-from server.deps import Deps
 from tests.builders import make_world
 
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import event, select, text
 
+from handlers.deps import Deps
+from infra.clock import SHANGHAI
 from models.catalog.tables import Course
 from models.learning.tables import HourCredit, LessonProgress
-from models.times import SHANGHAI
-from server.deps import Deps
 from tests.builders import FakeClock, World, make_course, make_parents, make_world
 from tests.client import Api
 

@@ -8,8 +8,8 @@ from contextlib import suppress
 
 import pytest
 
-from server.deps import Deps
-from server.local_cache import LocalCache
+from handlers.deps import Deps
+from infra.local_cache import LocalCache
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from handlers.deps import Deps
+from infra.clock import SHANGHAI
 from models.learning import service as learning
-from models.times import SHANGHAI
-from server.deps import Deps
 from tests.builders import (
     FakeClock,
     World,

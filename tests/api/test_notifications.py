@@ -15,13 +15,13 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from handlers.deps import Deps
+from infra.clock import SHANGHAI
+from infra.wechat import WechatGateway
 from models.accounts.tables import User
 from models.notifications.service import Job, cancel, enqueue
 from models.notifications.tables import JobStatus, NotificationJob, SubscriptionAllowance
 from models.notifications.worker import MAX_ATTEMPTS, NO_ALLOWANCE, NO_OPENID, NotificationWorker, backoff
-from models.times import SHANGHAI
-from server.deps import Deps
-from server.wechat import WechatGateway
 from server.wechat_sandbox import SandboxState
 from tests.builders import FakeClock, allow_messages, make_password_user, make_wechat_user
 

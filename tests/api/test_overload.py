@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from handlers.deps import Deps
+from infra.config import Settings
 from server.app import API
-from server.config import Settings
-from server.deps import Deps
 from tests.builders import make_course, make_evening_class, make_world
 from tests.client import Api
 

@@ -8,8 +8,8 @@ from typing import Any
 import openpyxl
 from sqlalchemy import func, select
 
+from handlers.deps import Deps
 from models.accounts.tables import AuditLog, Classroom, Student
-from server.deps import Deps
 from tests.builders import World, make_world
 from tests.client import Api, Response
 

@@ -6,10 +6,10 @@ from collections import Counter
 from decimal import Decimal
 
 from course_catalog.loader import load_catalogue
+from handlers.deps import Deps
 from models.catalog.service import sync_catalogue
 from models.learning.service import credit_hours
 from server.app import API
-from server.deps import Deps
 from tests.builders import make_course, make_guardian, make_wechat_user, make_world
 from tests.client import Api
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from handlers.deps import Deps
 from server.app import API
-from server.deps import Deps
 from tests.builders import World, make_world
 from tests.client import Api
 

@@ -1,4 +1,4 @@
-"""server.db: a connection lent in autocommit goes back to the pool transactional again."""
+"""infra.db: a connection lent in autocommit goes back to the pool transactional again."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import text
 
-from server.db import autocommit_connection, make_engine, make_session_factory
+from infra.db import autocommit_connection, make_engine, make_session_factory
 
 
 async def test_a_connection_lent_in_autocommit_is_transactional_again_for_the_next_user(

@@ -9,7 +9,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from server.embedded import EmbeddedServers
+from infra.embedded import EmbeddedServers
 
 KEYS = 1_000_000
 

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.db import make_engine
-from server.errors import AppError, Conflict, RateLimited
-from server.group_commit import BatchFailed, GroupCommit, Write
+from infra.db import make_engine
+from infra.errors import AppError, Conflict, RateLimited
+from infra.group_commit import BatchFailed, GroupCommit, Write
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, ResponseError
 
-from server.redis import Pipelined
+from infra.redis import Pipelined
 
 
 async def reads_processed(redis: Redis) -> int:

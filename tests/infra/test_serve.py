@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import select
 from tornado.simple_httpclient import HTTPStreamClosedError
 
+from handlers.deps import Deps
+from infra.config import Settings
 from models.accounts.tables import Classroom, School
 from models.evening_classes.tables import EveningClass
 from server.__main__ import free_port
 from server.app import API
-from server.config import Settings
-from server.deps import Deps
 from tests.builders import make_course, make_evening_class, make_world, until_a_statement_waits_for_a_lock
 from tests.client import Api
 from tests.conftest import ROOT

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from infra.clock import SHANGHAI
 from models.evening_classes.rules import (
     CHECKIN_PERIOD_SECONDS,
     check_token,
@@ -15,7 +16,6 @@ from models.evening_classes.rules import (
     term_of,
     valid_term,
 )
-from models.times import SHANGHAI
 
 KEY = b"k" * 32
 CLASS = "5a4d6f0e-3c1b-4f55-9a7e-0c7a2b1d9e11"

@@ -8,9 +8,9 @@ from typing import Any
 import openpyxl
 import pytest
 
+from infra.errors import UnsupportedMediaType
 from models.accounts.errors import RosterInvalid
 from models.accounts.roster import CSV, MAX_ROWS, XLSX, ParsedRoster, RosterRow, parse_grade, parse_roster
-from server.errors import UnsupportedMediaType
 
 HEADER = "学号,姓名,班级,年级"
 

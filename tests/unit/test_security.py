@@ -1,4 +1,4 @@
-"""Pure rules of server/security.py and the production guard of server/config.py."""
+"""Pure rules of infra/security.py and the production guard of infra/config.py."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from pydantic import SecretStr, ValidationError
 
-from server.config import DEV_FIELD_KEY, DEV_JWT_SECRET, Settings
-from server.security import (
+from infra.config import DEV_FIELD_KEY, DEV_JWT_SECRET, Settings
+from infra.security import (
     JWT_ALGORITHM,
     FieldCipher,
     TokenError,

@@ -4,32 +4,26 @@ and the per-process services built from them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from infra.clock import Clock, shanghai_now
+from infra.config import Settings
+from infra.db import make_engine, make_session_factory
+from infra.group_commit import GroupCommit
+from infra.local_cache import LocalCache
+from infra.redis import Keys, Pipelined, make_redis
+from infra.security import FieldCipher, TokenSigner
+from infra.wechat import WechatGateway
 from models.catalog.lessons import LessonDirectory
 from models.evening_classes.schemas import SignupOut
 from models.evening_classes.service import SignupRequest, sign_up_batch
 from models.learning.progress import ProgressTracker
 from models.notifications.allowance import Templates
 from models.notifications.worker import NotificationWorker
-from models.times import SHANGHAI
-from server.config import Settings
-from server.db import make_engine, make_session_factory
-from server.group_commit import GroupCommit
-from server.local_cache import LocalCache
-from server.redis import Keys, Pipelined, make_redis
-from server.security import FieldCipher, TokenSigner
-from server.wechat import WechatGateway
-
-
-def shanghai_now() -> datetime:
-    return datetime.now(SHANGHAI)
 
 
 class DatabaseGate:
@@ -86,7 +80,7 @@ class Deps:
     sessions: async_sessionmaker[AsyncSession]
     redis: Redis
     keys: Keys
-    clock: Callable[[], datetime] = field(default=shanghai_now)
+    clock: Clock = field(default=shanghai_now)
     wechat: WechatGateway = field(init=False)
     signer: TokenSigner = field(init=False)
     cipher: FieldCipher = field(init=False)

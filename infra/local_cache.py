@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from server.redis import Keys
+from infra.redis import Keys
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from urllib.parse import urlencode, urljoin
 from redis.asyncio import Redis
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from server.errors import AppError, Forbidden, RateLimited, ServiceUnavailable, Unauthenticated
-from server.redis import Keys
+from infra.errors import AppError, Forbidden, RateLimited, ServiceUnavailable, Unauthenticated
+from infra.redis import Keys
 
 log = logging.getLogger(__name__)
 

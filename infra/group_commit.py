@@ -10,8 +10,8 @@ from typing import Generic, TypeVar
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.db import autocommit_connection
-from server.errors import AppError, RateLimited
+from infra.db import autocommit_connection
+from infra.errors import AppError, RateLimited
 
 log = logging.getLogger("group_commit")
 R = TypeVar("R")  # a request
