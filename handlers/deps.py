@@ -20,7 +20,7 @@ from infra.security import FieldCipher, TokenSigner
 from infra.wechat import WechatGateway
 from models.catalog.lessons import LessonDirectory
 from models.evening_classes.schemas import SignupOut
-from models.evening_classes.service import SignupRequest, sign_up_batch
+from models.evening_classes.signups import SignupRequest, sign_up_batch
 from models.learning.progress import ProgressTracker
 from models.notifications.allowance import Templates
 from models.notifications.worker import NotificationWorker

@@ -9,7 +9,8 @@ from typing import ClassVar
 from handlers.base import ApiHandler, Operation, idempotent
 from infra.errors import Forbidden, NotFound
 from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, DISTRICT_READERS, PARENTS, STAFF_ROLES
-from models.evening_classes import service as evening
+from models.evening_classes import attendance, scheduling, signups, term_counts, visibility
+from models.evening_classes.errors import CheckinClosed
 from models.evening_classes.rules import CHECKIN_PERIOD_SECONDS, checkin_open, checkin_token, valid_term
 from models.evening_classes.schemas import (
     AttendanceOut,
@@ -65,8 +66,8 @@ class SchoolEveningClassesHandler(_EveningHandler):
     async def post(self, school_id: str) -> None:
         data = self.body(EveningClassIn)
         async with self.school_scope(school_id, SCHEDULERS) as (session, school):
-            created = await evening.schedule(session, self.me, school, data, self.deps.clock())
-            [out] = await evening.describe(session, self.me, [created])
+            created = await scheduling.schedule(session, self.me, school, data, self.deps.clock())
+            [out] = await visibility.describe(session, self.me, [created])
         self.send(out, status=201)
 
 
@@ -83,7 +84,7 @@ class EveningClassesHandler(_EveningHandler):
     async def get(self) -> None:
         query = self.query(EveningClassQuery)
         async with self.transaction() as session:
-            items, cursor = await evening.list_classes(session, self.me, query, self.deps.clock())
+            items, cursor = await visibility.list_classes(session, self.me, query, self.deps.clock())
         self.send(EveningClassPage(items=items, next_cursor=cursor))
 
 
@@ -94,8 +95,8 @@ class EveningClassHandler(_EveningHandler):
 
     async def get(self, class_id: str) -> None:
         async with self.transaction() as session:
-            found = await evening.get_class(session, self.me, self.path_uuid(class_id))
-            [out] = await evening.describe(session, self.me, [found])
+            found = await visibility.get_class(session, self.me, self.path_uuid(class_id))
+            [out] = await visibility.describe(session, self.me, [found])
         self.send(out)
 
 
@@ -116,7 +117,7 @@ class SignupsHandler(_EveningHandler):
     async def post(self, class_id: str) -> None:
         self.body(SignupIn)
         self.require_parent()
-        request = evening.SignupRequest(
+        request = signups.SignupRequest(
             self.me, self.path_uuid(class_id), self.deps.clock(), self.deps.templates
         )
         out = await self.deps.signups.submit(request)
@@ -136,7 +137,7 @@ class MySignupHandler(_EveningHandler):
     async def delete(self, class_id: str) -> None:
         self.require_parent()
         async with self.transaction() as session:
-            await evening.cancel_signup(
+            await signups.cancel_signup(
                 session, self.me, self.path_uuid(class_id), self.deps.clock(), self.deps.templates
             )
         self.set_status(204)
@@ -156,9 +157,9 @@ class CheckinCodeHandler(_EveningHandler):
     async def get(self, class_id: str) -> None:
         now = self.deps.clock()
         async with self.transaction() as session:
-            found = await evening.staff_class(session, self.me, self.path_uuid(class_id))
+            found = await visibility.staff_class(session, self.me, self.path_uuid(class_id))
         if not checkin_open(found.starts_at, found.ends_at, now):
-            raise evening.CheckinClosed("签到在开课前 30 分钟开放，下课后 30 分钟关闭")
+            raise CheckinClosed("签到在开课前 30 分钟开放，下课后 30 分钟关闭")
         token, next_at = checkin_token(self.checkin_key, str(found.id), now)
         self.set_header("Cache-Control", "no-store")
         self.send(CheckinCodeOut(token=token, next_token_at=next_at, period_seconds=CHECKIN_PERIOD_SECONDS))
@@ -180,7 +181,7 @@ class CheckinsHandler(_EveningHandler):
         data = self.body(CheckinIn)
         self.require_parent()
         async with self.transaction() as session:
-            out = await evening.check_in(
+            out = await attendance.check_in(
                 session, self.me, self.path_uuid(class_id), data.token, self.checkin_key, self.deps.clock()
             )
         self.send(out, status=200 if out.already_recorded else 201)
@@ -198,7 +199,7 @@ class RosterHandler(_EveningHandler):
 
     async def get(self, class_id: str) -> None:
         async with self.transaction() as session:
-            out = await evening.roster(session, self.me, self.path_uuid(class_id))
+            out = await attendance.roster(session, self.me, self.path_uuid(class_id))
         self.send(out)
 
 
@@ -216,7 +217,7 @@ class RosterAttendanceHandler(_EveningHandler):
     async def put(self, class_id: str, parent_id: str) -> None:
         self.body(SignupIn)
         async with self.transaction() as session:
-            out = await evening.mark_on_roster(
+            out = await attendance.mark_on_roster(
                 session, self.me, self.path_uuid(class_id), self.path_uuid(parent_id), self.deps.clock()
             )
         self.send(out)
@@ -235,8 +236,8 @@ class SchoolTermSummaryHandler(_EveningHandler):
     async def get(self, school_id: str, term: str) -> None:
         wanted = self.term(term)
         async with self.school_scope(school_id, ADMIN_ROLES) as (session, school):
-            required = await evening.required_per_term(session, school.district_id, wanted)
-            [out] = await evening.term_summaries(session, [school], wanted, self.deps.clock(), required)
+            required = await term_counts.required_per_term(session, school.district_id, wanted)
+            [out] = await term_counts.term_summaries(session, [school], wanted, self.deps.clock(), required)
         self.send(out)
 
 
@@ -253,7 +254,7 @@ class DistrictTermSummaryHandler(_EveningHandler):
     async def get(self, district_id: str, term: str) -> None:
         wanted = self.term(term)
         async with self.district_scope(district_id, DISTRICT_READERS) as (session, district):
-            out = await evening.district_summary(session, district.id, wanted, self.deps.clock())
+            out = await term_counts.district_summary(session, district.id, wanted, self.deps.clock())
         self.send(out)
 
 
@@ -272,6 +273,6 @@ class TermRequirementHandler(_EveningHandler):
         data = self.body(TermRequirementIn)
         wanted = self.term(term)
         async with self.district_scope(district_id, DISTRICT_ADMINS) as (session, district):
-            await evening.set_required_per_term(session, district.id, wanted, data.required, self.me.id)
-            out = await evening.district_summary(session, district.id, wanted, self.deps.clock())
+            await term_counts.set_required_per_term(session, district.id, wanted, data.required, self.me.id)
+            out = await term_counts.district_summary(session, district.id, wanted, self.deps.clock())
         self.send(out)

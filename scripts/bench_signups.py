@@ -35,7 +35,7 @@ What it does, in one run (the service machinery is bench_platform's, in scripts/
 6. The PostgreSQL ceiling: pgbench (shipped with the embedded server) runs the service's sign-up SQL,
    statement for statement, as a custom script (-M prepared, --pgbench-clients clients,
    --pgbench-seconds) on a separate set of 100 classes and 20,000 parents created for it. The service
-   writes sign-ups in batches (models/evening_classes/service.py, sign_up_batch); each pgbench
+   writes sign-ups in batches (models/evening_classes/signups.py, sign_up_batch); each pgbench
    transaction is a batch of one sign-up, the two statements the service sends per batch: read the
    class (the service checks the audience and the window in Python), then TAKE_PLACES in autocommit,
    one statement that locks the class, skips a parent who already holds a place, INSERTs the sign-up,
@@ -818,7 +818,7 @@ def describe_demand(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def pgbench_script(setup: Setup, clients: int) -> str:
-    """The service's sign-up SQL (models/evening_classes/service.py: CLASSES and TAKE_PLACES, the
+    """The service's sign-up SQL (models/evening_classes/signups.py: CLASSES and TAKE_PLACES, the
     reminders' INSERT included) for pgbench, each transaction a batch of one sign-up: the statements
     themselves, their $n parameters replaced by pgbench expressions. -M prepared, so the :variables
     become parameters, as asyncpg sends them. This is PostgreSQL's ceiling for sign-ups made one
@@ -832,7 +832,7 @@ def pgbench_script(setup: Setup, clients: int) -> str:
     No colon may appear but in casts and variables (pgbench reads `:name` as a variable even inside a
     string), hence chr(58)."""
     from infra.clock import SHANGHAI
-    from models.evening_classes.service import CLASSES, TAKE_PLACES
+    from models.evening_classes.signups import CLASSES, TAKE_PLACES
 
     local = setup.starts_at.astimezone(SHANGHAI)
     title = setup.course_title[:20].replace("'", "''")

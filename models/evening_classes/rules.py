@@ -1,8 +1,9 @@
-"""Pure rules of evening classes: terms, windows, rotating check-in tokens."""
+"""Pure rules of evening classes: terms, windows, rotating check-in tokens, how a time reads in a message."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -33,6 +34,12 @@ def term_of(moment: datetime) -> str:
 def valid_term(term: str) -> bool:
     match = TERM_PATTERN.match(term)
     return match is not None and int(match.group(2)) == int(match.group(1)) + 1
+
+
+@functools.lru_cache(maxsize=256)
+def message_time(moment: datetime) -> str:
+    """A time as messages and refusals show it to a parent: Asia/Shanghai, month, day and minute."""
+    return moment.astimezone(SHANGHAI).strftime("%m月%d日 %H:%M")
 
 
 def checkin_open(starts_at: datetime, ends_at: datetime, now: datetime) -> bool:

@@ -28,9 +28,10 @@ from infra.clock import SHANGHAI
 from infra.config import Settings
 from models.accounts.principal import load_principal
 from models.catalog.tables import Course
+from models.evening_classes.errors import AlreadySignedUp, ClassCancelled
 from models.evening_classes.rules import checkin_token
 from models.evening_classes.schemas import SignupOut
-from models.evening_classes.service import AlreadySignedUp, ClassCancelled, SignupRequest
+from models.evening_classes.signups import SignupRequest
 from models.evening_classes.tables import EveningClass, Signup
 from models.notifications.allowance import Templates
 from models.notifications.tables import NotificationJob
