@@ -23,7 +23,13 @@ from models.accounts.tables import Classroom, School
 from models.evening_classes.tables import EveningClass
 from server.__main__ import free_port
 from server.app import API
-from tests.builders import make_course, make_evening_class, make_world, until_a_statement_waits_for_a_lock
+from tests.builders import (
+    World,
+    make_course,
+    make_evening_class,
+    make_world,
+    until_a_statement_waits_for_a_lock,
+)
 from tests.client import Api
 from tests.conftest import ROOT
 
@@ -223,23 +229,23 @@ async def _until_refused(port: int) -> None:
     pytest.fail("the server kept accepting connections after SIGTERM")
 
 
-async def test_a_request_cut_off_by_a_crash_can_be_retried_under_its_key_once_its_claim_runs_out(
-    deps: Deps, settings: Settings
+async def _cut_off_by_a_crash(
+    deps: Deps, settings: Settings, world: World, body: dict[str, object], key: str, *, claim_seconds: int
 ) -> None:
-    """The process is killed while a request holds its Idempotency-Key (nothing was committed): a retry
-    is told the request is in progress until the claim runs out, then carried out, once."""
-    world = await make_world(deps)
-    url = f"{API}/schools/{world.school_a.id}/classrooms"
-    body = {"name": "五年级3班", "grade": 5}
-    key = {"Idempotency-Key": "create-5-3"}
-    token = world.token("school_admin_a")
-    async with serving(settings, processes=1, IDEMPOTENCY_PENDING_SECONDS="2") as (proc, port):
+    """School admin A creates a classroom under Idempotency-Key `key` on a process that claims keys for
+    `claim_seconds`; the process is killed while the request holds its claim and waits for the school's
+    lock, so nothing is committed."""
+    async with serving(settings, processes=1, IDEMPOTENCY_PENDING_SECONDS=str(claim_seconds)) as (proc, port):
         service = Api(f"http://127.0.0.1:{port}")
         try:
             async with deps.engine.connect() as other:  # holds the school: the insert waits
                 transaction = await other.begin()
                 await other.execute(select(School).where(School.id == world.school_a.id).with_for_update())
-                cut = asyncio.ensure_future(service.post(url, body, token=token, headers=key))
+                headers = {"Idempotency-Key": key}
+                token = world.token("school_admin_a")
+                cut = asyncio.ensure_future(
+                    service.post(_classrooms(world), body, token=token, headers=headers)
+                )
                 await until_a_statement_waits_for_a_lock(deps)
                 os.killpg(proc.pid, signal.SIGKILL)
                 with pytest.raises(HTTPStreamClosedError):  # the connection died with the process
@@ -247,15 +253,50 @@ async def test_a_request_cut_off_by_a_crash_can_be_retried_under_its_key_once_it
                 await transaction.rollback()
         finally:
             service.http.close()
-    async with serving(settings, processes=1, IDEMPOTENCY_PENDING_SECONDS="2") as (_, port):
+
+
+def _classrooms(world: World) -> str:
+    return f"{API}/schools/{world.school_a.id}/classrooms"
+
+
+async def _until_expired(deps: Deps, key: str) -> None:
+    """Until Redis has dropped `key` at the end of its time to live (on Redis's clock, not ours)."""
+    for _ in range(300):
+        if not await deps.redis.exists(key):
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"Redis kept {key} for 30 s")
+
+
+async def test_a_request_cut_off_by_a_crash_can_be_retried_under_its_key_once_its_claim_runs_out(
+    deps: Deps, settings: Settings
+) -> None:
+    """The process is killed while a request holds its Idempotency-Key (nothing was committed): a retry
+    is told the request is in progress until the claim runs out, then carried out, once.
+
+    Two requests are cut off, so that neither half races the clock (a 2 s claim once ran out during a
+    slow restart): one claimed for ten times as long as `serving` lets a start take, so it is still in
+    progress when retried after the restarts; and one claimed for a second, retried once Redis shows its
+    claim has run out, whether that happened during the restart or after it."""
+    world = await make_world(deps)
+    url, token = _classrooms(world), world.token("school_admin_a")
+    pending, ran_out = {"name": "五年级3班", "grade": 5}, {"name": "五年级4班", "grade": 5}
+    await _cut_off_by_a_crash(
+        deps, settings, world, pending, "create-5-3", claim_seconds=10 * STARTUP_SECONDS
+    )
+    await _cut_off_by_a_crash(deps, settings, world, ran_out, "create-5-4", claim_seconds=1)
+    async with serving(settings, processes=1) as (_, port):
         service = Api(f"http://127.0.0.1:{port}")
         try:
-            claimed = await service.post(url, body, token=token, headers=key)
+            claimed = await service.post(url, pending, token=token, headers={"Idempotency-Key": "create-5-3"})
             assert claimed.status == 409 and claimed.code == "idempotency_in_progress"
-            await asyncio.sleep(2.5)
-            retried = await service.post(url, body, token=token, headers=key)
+
+            owner = str(world.actors["school_admin_a"].user_id)
+            await _until_expired(deps, deps.keys.idempotency(owner, "POST", url, "create-5-4"))
+            key = {"Idempotency-Key": "create-5-4"}
+            retried = await service.post(url, ran_out, token=token, headers=key)
             assert retried.status == 201 and "Idempotent-Replayed" not in retried.headers
-            replayed = await service.post(url, body, token=token, headers=key)
+            replayed = await service.post(url, ran_out, token=token, headers=key)
             assert replayed.headers["Idempotent-Replayed"] == "true"
         finally:
             service.http.close()
@@ -263,4 +304,4 @@ async def test_a_request_cut_off_by_a_crash_can_be_retried_under_its_key_once_it
         names = (
             await s.scalars(select(Classroom.name).where(Classroom.school_id == world.school_a.id))
         ).all()
-    assert names.count("五年级3班") == 1
+    assert (names.count("五年级3班"), names.count("五年级4班")) == (0, 1)
