@@ -112,9 +112,20 @@ class Deps:
         self.local = LocalCache(self.redis, self.keys)
         self.lessons = LessonDirectory(self.sessions)
         self.progress = ProgressTracker(
-            self.redis, self.keys, self.sessions, clock=lambda: self.clock().timestamp()
+            self.redis,
+            self.keys,
+            self.sessions,
+            clock=lambda: self.clock().timestamp(),
+            flush_interval=s.progress_flush_seconds,
         )
-        self.notifications = NotificationWorker(self.sessions, self.wechat, clock=lambda: self.clock())
+        self.notifications = NotificationWorker(
+            self.sessions,
+            self.wechat,
+            clock=lambda: self.clock(),
+            poll_interval=s.notification_poll_seconds,
+            send_concurrency=s.notification_send_concurrency,
+            max_attempts=s.notification_max_attempts,
+        )
         self.signups = GroupCommit(
             self.engine, sign_up_batch, max_waiting=lambda: self.settings.max_queued_signups
         )
@@ -129,7 +140,7 @@ class Deps:
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
-            redis=make_redis(settings.redis_url),
+            redis=make_redis(settings.redis_url, max_connections=settings.redis_max_connections),
             keys=Keys(settings.redis_prefix),
         )
 

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = "ps:"
+    # Redis connections per process. Past this, a command waits (up to infra.redis.POOL_WAIT_SECONDS) for
+    # a connection instead of failing; the processes together must stay below Redis's maxclients.
+    redis_max_connections: int = Field(200, ge=1)
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_issuer: str = "parent-school"
@@ -71,6 +74,25 @@ class Settings(BaseSettings):
     # Guardian consent is recorded against this privacy-policy version (PIPL art. 31).
     privacy_policy_version: str = "2025-09"
     binding_code_ttl_days: int = 30
+
+    # Seconds a stopping process waits for the requests it has taken in before it closes the connections
+    # (a sign-up cut off would leave its parent not knowing whether they hold a seat); keep it below the
+    # grace period of whatever stops the process (systemd's TimeoutStopSec, Kubernetes' 30 s), or the
+    # process is killed while still draining.
+    drain_seconds: float = Field(20, gt=0)
+
+    # The notification worker (models.notifications.worker), one per process: how often it looks for due
+    # messages when idle (a full batch is followed at once by the next), how many it sends to WeChat at a
+    # time (each holds a pooled database connection while it writes its outcome), and how many tries a
+    # message gets. Five tries are 30 s, 2 min, 8 min and 32 min of backoff apart: about 40 minutes of
+    # trying before giving up, still well before a class the day after its reminder.
+    notification_poll_seconds: float = Field(2.0, gt=0)
+    notification_send_concurrency: int = Field(8, ge=1)
+    notification_max_attempts: int = Field(5, ge=1)
+
+    # Lesson progress is moved from Redis to PostgreSQL this often (models.learning.progress): a crash
+    # loses at most this much watch time (never a completion), and each flush is one transaction.
+    progress_flush_seconds: float = Field(1.0, gt=0)
 
     # How long an Idempotency-Key stays claimed by a request that has not answered yet: longer than any
     # request runs. A process killed mid-request leaves its claim; a retry is answered 409 until then.

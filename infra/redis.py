@@ -9,14 +9,14 @@ from hiredis import pack_command
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
 
-# Per process. Past this, a command waits (up to POOL_WAIT_SECONDS) for a connection instead of failing.
-MAX_CONNECTIONS = 200
+# A command waits this long for a pooled connection (all `max_connections` busy) before it fails.
 POOL_WAIT_SECONDS = 5
 
 
-def make_redis(url: str) -> Redis:
+def make_redis(url: str, *, max_connections: int) -> Redis:
+    """A client on a pool of at most `max_connections` (Settings.redis_max_connections, per process)."""
     pool = BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_SECONDS, health_check_interval=30
+        url, max_connections=max_connections, timeout=POOL_WAIT_SECONDS, health_check_interval=30
     )
     return Redis.from_pool(pool)  # the client owns its pool: aclose() closes the connections too
 

@@ -31,7 +31,6 @@ from server.wechat_sandbox import SANDBOX_APPID, SANDBOX_SECRET
 
 log = logging.getLogger("server")
 LISTEN_BACKLOG = 4096
-DRAIN_SECONDS = 20  # how long a stopping worker waits for the requests it has taken in
 YOUNG_COLLECTION_EVERY = 20_000  # net allocations between young-generation collections (default 700)
 
 
@@ -196,9 +195,9 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     server.stop()
     # Requests already taken in are answered (a sign-up cut off would leave its parent not knowing
     # whether they hold a seat); then the idle connections are closed.
-    running = await deps.in_flight.drain(DRAIN_SECONDS)
+    running = await deps.in_flight.drain(settings.drain_seconds)
     if running:
-        log.warning("stopping with %d requests still running after %d s", running, DRAIN_SECONDS)
+        log.warning("stopping with %d requests still running after %g s", running, settings.drain_seconds)
     await server.close_all_connections()
     await flusher  # one last flush of lesson progress before the clients close
     await notifier  # lets the batch in flight record its outcomes (no message left half-sent)

@@ -87,7 +87,7 @@ async def engine(infra_urls: tuple[str, str]) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture(scope="session")
 async def redis(infra_urls: tuple[str, str]) -> AsyncIterator[Redis]:
-    client = make_redis(infra_urls[1])
+    client = make_redis(infra_urls[1], max_connections=Settings().redis_max_connections)
     yield client
     await client.aclose()
 

@@ -4,9 +4,10 @@ Each heartbeat is judged against the previous one (rules.judge_beat) and marks t
 the video it proves were watched; the state lives in one Redis hash per parent and lesson, updated
 optimistically: read it, judge, then write it with a compare-and-set script that refuses if its revision
 moved meanwhile (two round trips), so concurrent beats from two devices cannot both take the same time.
-A flusher in every process moves dirty states to PostgreSQL about once a second, many per transaction.
-A completion is different: it is written to PostgreSQL, with its hours credit, inside the heartbeat
-request, so a crash can cost at most one flush interval of watch time and never a completion.
+A flusher in every process moves dirty states to PostgreSQL every flush interval (a second unless
+Settings.progress_flush_seconds says otherwise), many per transaction. A completion is different: it is
+written to PostgreSQL, with its hours credit, inside the heartbeat request, so a crash can cost at most
+one flush interval of watch time and never a completion.
 
 Redis holds every unfinished state once the `hydrated` marker is set (set after loading PostgreSQL's
 unfinished rows into an empty Redis); until then a missing state is looked up in PostgreSQL.
@@ -37,7 +38,6 @@ from models.learning.tables import LessonProgress
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL = 1.0
 FLUSH_BATCH = 2000
 FLUSH_READ_CHUNK = 100
 State = dict[bytes, bytes]
@@ -96,11 +96,14 @@ class ProgressTracker:
         keys: Keys,
         sessions: async_sessionmaker[AsyncSession],
         clock: Callable[[], float] = time.time,
+        *,
+        flush_interval: float,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._sessions = sessions
         self._clock = clock
+        self._flush_interval = flush_interval
         self._write_state = redis.register_script(_WRITE_STATE)
 
     # ---- heartbeats -----------------------------------------------------------------------------------
@@ -238,11 +241,11 @@ class ProgressTracker:
             log.info("lesson progress hydrated from PostgreSQL")
 
     async def run(self, stop: asyncio.Event) -> None:
-        """The per-process flusher: hydrate once, then flush every FLUSH_INTERVAL until stopped."""
+        """The per-process flusher: hydrate once, then flush every `flush_interval` seconds until stopped."""
         await self.hydrate()
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), FLUSH_INTERVAL)
+                await asyncio.wait_for(stop.wait(), self._flush_interval)
             except TimeoutError:
                 pass
             try:

@@ -46,17 +46,15 @@ from models.notifications.tables import JobStatus, NotificationJob
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-POLL_INTERVAL = 2.0
 BATCH_SIZE = 50
-# Long enough for a whole batch at SEND_CONCURRENCY even when every call runs into the gateway's timeout.
+# Long enough for a whole batch at the default send concurrency (8, Settings.notification_send_concurrency)
+# even when every call runs into the gateway's timeout; with fewer at a time, the jobs a batch has not
+# reached when its lease nears the end are handed back untried (SEND_MARGIN).
 LEASE = timedelta(seconds=60)
 # A send is not started with less lease than this left: a token refresh plus the send, each bounded by
 # the gateway's timeout (5 s), must end before another worker may claim the job again.
 SEND_MARGIN = timedelta(seconds=30)
-# Few enough that a batch keeps only a handful of pooled connections busy writing outcomes.
-SEND_CONCURRENCY = 8
-MAX_ATTEMPTS = 5
-# 30 s, 2 min, 8 min, 32 min: about 40 minutes of trying before giving up, still well before a class.
+# 30 s, 2 min, 8 min, 32 min, then hourly; how many tries a job gets is Settings.notification_max_attempts.
 BACKOFF_FIRST = timedelta(seconds=30)
 BACKOFF_FACTOR = 4
 BACKOFF_MAX = timedelta(hours=1)
@@ -96,18 +94,25 @@ class NotificationWorker:
         gateway: WechatGateway,
         clock: Callable[[], datetime],
         *,
+        poll_interval: float,
+        send_concurrency: int,
+        max_attempts: int,
         batch_size: int = BATCH_SIZE,
         lease: timedelta = LEASE,
     ) -> None:
+        """`poll_interval` (seconds), `send_concurrency` and `max_attempts`: see Settings.notification_*."""
         self._sessions = sessions
         self._gateway = gateway
         self._clock = clock
+        self._poll_interval = poll_interval
+        self._send_concurrency = send_concurrency
+        self._max_attempts = max_attempts
         self._batch_size = batch_size
         self._lease = lease
         self._send_margin = min(SEND_MARGIN, lease / 2)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver due jobs every POLL_INTERVAL (at once again after a full batch) until stopped."""
+        """Deliver due jobs every `poll_interval` seconds (at once again after a full batch) until stopped."""
         while not stop.is_set():
             try:
                 while await self.run_once() >= self._batch_size and not stop.is_set():
@@ -115,7 +120,7 @@ class NotificationWorker:
             except Exception:
                 log.exception("notification round failed; will retry")
             try:
-                await asyncio.wait_for(stop.wait(), POLL_INTERVAL)
+                await asyncio.wait_for(stop.wait(), self._poll_interval)
             except TimeoutError:
                 pass
 
@@ -124,7 +129,7 @@ class NotificationWorker:
         jobs = await self._claim()
         if not jobs:
             return 0
-        limit = asyncio.Semaphore(SEND_CONCURRENCY)
+        limit = asyncio.Semaphore(self._send_concurrency)
 
         async def deliver(job: ClaimedJob) -> None:
             async with limit:
@@ -145,7 +150,9 @@ class NotificationWorker:
             # claim below, it skips rows another worker holds, so workers never wait for each other.
             exhausted = (
                 select(job.id)
-                .where(job.status == JobStatus.sending, job.lease_until < now, job.attempts >= MAX_ATTEMPTS)
+                .where(
+                    job.status == JobStatus.sending, job.lease_until < now, job.attempts >= self._max_attempts
+                )
                 .with_for_update(skip_locked=True)
                 .cte("exhausted")
             )
@@ -159,7 +166,9 @@ class NotificationWorker:
             )
             claimable = or_(
                 and_(job.status == JobStatus.pending, job.due_at <= now),
-                and_(job.status == JobStatus.sending, job.lease_until < now, job.attempts < MAX_ATTEMPTS),
+                and_(
+                    job.status == JobStatus.sending, job.lease_until < now, job.attempts < self._max_attempts
+                ),
             )
             # One whose moment passed (the class began while WeChat was down, say) is dropped, not sent.
             past = (
@@ -270,7 +279,7 @@ class NotificationWorker:
             await self._gateway.send_subscribe_message(**message)
 
     async def _retry_or_fail(self, job: ClaimedJob, exc: Exception) -> None:
-        if job.attempts >= MAX_ATTEMPTS:
+        if job.attempts >= self._max_attempts:
             await self._record(
                 job,
                 status=JobStatus.failed,

@@ -9,6 +9,7 @@ import asyncio
 import socket
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime, timedelta
 
@@ -21,7 +22,7 @@ from infra.wechat import WechatGateway
 from models.accounts.tables import User
 from models.notifications.service import Job, cancel, enqueue
 from models.notifications.tables import JobStatus, NotificationJob, SubscriptionAllowance
-from models.notifications.worker import MAX_ATTEMPTS, NO_ALLOWANCE, NO_OPENID, NotificationWorker, backoff
+from models.notifications.worker import NO_ALLOWANCE, NO_OPENID, NotificationWorker, backoff
 from server.wechat_sandbox import SandboxState
 from tests.builders import FakeClock, allow_messages, make_password_user, make_wechat_user
 
@@ -105,18 +106,39 @@ async def job_of(
     return job
 
 
-def closed_port_gateway(deps: Deps) -> WechatGateway:
-    """The real gateway, aimed at a port nothing listens on: WeChat unreachable."""
+def unreachable_api_base() -> str:
+    """A URL on a port nothing listens on."""
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def closed_port_gateway(deps: Deps) -> WechatGateway:
+    """The real gateway, aimed at a port nothing listens on: WeChat unreachable."""
     return WechatGateway(
         appid=deps.wechat.appid,
         secret=deps.settings.wechat_secret.get_secret_value() if deps.settings.wechat_secret else "",
-        api_base=f"http://127.0.0.1:{port}/",
+        api_base=unreachable_api_base(),
         timeout=1.0,
         redis=deps.redis,
         keys=deps.keys,
+    )
+
+
+def another_worker(
+    deps: Deps, gateway: WechatGateway, clock: Callable[[], datetime], **options: int
+) -> NotificationWorker:
+    """A worker beside deps.notifications, on its own gateway or clock, configured from the same settings."""
+    s = deps.settings
+    return NotificationWorker(
+        deps.sessions,
+        gateway,
+        clock,
+        poll_interval=s.notification_poll_seconds,
+        send_concurrency=s.notification_send_concurrency,
+        max_attempts=s.notification_max_attempts,
+        **options,
     )
 
 
@@ -330,7 +352,7 @@ async def test_an_unreachable_wechat_is_retried_with_backoff_until_it_recovers(
     state, _ = wechat
     user = await make_user(deps, allowance=1)
     subject = await add_job(deps, user)
-    down = NotificationWorker(deps.sessions, closed_port_gateway(deps), clock)
+    down = another_worker(deps, closed_port_gateway(deps), clock)
 
     assert await down.run_once() == 1
     job = await job_of(deps, user, subject)
@@ -373,7 +395,7 @@ async def test_a_job_retried_past_its_expiry_is_dropped(
 ) -> None:
     user = await make_user(deps)
     subject = await add_job(deps, user, expires_at=NOW + backoff(1) / 2)
-    down = NotificationWorker(deps.sessions, closed_port_gateway(deps), clock)
+    down = another_worker(deps, closed_port_gateway(deps), clock)
     assert await down.run_once() == 1  # WeChat unreachable: to be tried again after the backoff
     clock.tick(backoff(1).total_seconds())
     assert await deps.notifications.run_once() == 0  # ... by which time it has expired
@@ -388,23 +410,35 @@ async def test_a_job_that_expires_between_its_claim_and_its_send_is_not_sent(
     user = await make_user(deps)
     subject = await add_job(deps, user, expires_at=NOW + timedelta(seconds=1))
     moments = iter([NOW, NOW + timedelta(seconds=2)])  # the claim, then the send a while later
-    slow = NotificationWorker(deps.sessions, deps.wechat, lambda: next(moments, NOW + timedelta(seconds=2)))
+    slow = another_worker(deps, deps.wechat, lambda: next(moments, NOW + timedelta(seconds=2)))
     assert await slow.run_once() == 1
     assert (await job_of(deps, user, subject)).status == JobStatus.expired
     assert wechat[0].messages == []
 
 
-async def test_a_job_fails_after_the_last_attempt(deps: Deps, wechat: Sandbox, clock: FakeClock) -> None:
+async def test_a_job_fails_after_the_attempts_the_settings_allow(
+    deps: Deps, wechat: Sandbox, clock: FakeClock
+) -> None:
+    attempts = 3  # not the default, so that the setting is seen to reach the service's worker
+    down = Deps(
+        settings=deps.settings.model_copy(
+            update={"notification_max_attempts": attempts, "wechat_api_base": unreachable_api_base()}
+        ),
+        engine=deps.engine,
+        sessions=deps.sessions,
+        redis=deps.redis,
+        keys=deps.keys,
+        clock=clock,
+    ).notifications
     user = await make_user(deps)
     subject = await add_job(deps, user)
-    down = NotificationWorker(deps.sessions, closed_port_gateway(deps), clock)
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         assert await down.run_once() == 1
         clock.tick(backoff(attempt).total_seconds())
 
     job = await job_of(deps, user, subject)
-    assert (job.status, job.attempts) == (JobStatus.failed, MAX_ATTEMPTS)
-    assert job.last_error and job.last_error.startswith(f"gave up after {MAX_ATTEMPTS} attempts")
+    assert (job.status, job.attempts) == (JobStatus.failed, attempts)
+    assert job.last_error and job.last_error.startswith(f"gave up after {attempts} attempts")
     clock.tick(24 * 3600)
     assert await deps.notifications.run_once() == 0
     assert wechat[0].messages == []
@@ -479,7 +513,11 @@ async def test_a_job_whose_lease_expired_on_every_attempt_is_given_up(
         await s.execute(
             update(NotificationJob)
             .where(NotificationJob.subject_id == subject)
-            .values(status=JobStatus.sending, lease_until=NOW - timedelta(seconds=1), attempts=MAX_ATTEMPTS)
+            .values(
+                status=JobStatus.sending,
+                lease_until=NOW - timedelta(seconds=1),
+                attempts=deps.settings.notification_max_attempts,
+            )
         )
 
     assert await deps.notifications.run_once() == 0
@@ -497,7 +535,7 @@ async def test_a_job_is_handed_back_untried_when_its_lease_is_nearly_spent(
     user = await make_user(deps)
     subject = await add_job(deps, user)
     readings = iter([NOW, NOW + timedelta(seconds=45)])  # the claim, then the moment before sending
-    slow = NotificationWorker(deps.sessions, deps.wechat, lambda: next(readings))
+    slow = another_worker(deps, deps.wechat, lambda: next(readings))
 
     assert await slow.run_once() == 1
 
@@ -520,7 +558,7 @@ async def test_two_workers_send_each_of_50_jobs_exactly_once(
     for user in users:
         await add_job(deps, user)
     # Small batches, so that the two workers' claims interleave over several rounds.
-    workers = [NotificationWorker(deps.sessions, deps.wechat, clock, batch_size=7) for _ in range(2)]
+    workers = [another_worker(deps, deps.wechat, clock, batch_size=7) for _ in range(2)]
 
     async def drain(worker: NotificationWorker) -> int:
         total = 0

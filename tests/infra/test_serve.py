@@ -218,6 +218,36 @@ async def test_a_request_in_flight_when_the_server_is_told_to_stop_is_still_answ
     assert await asyncio.wait_for(proc.wait(), 30) == 0
 
 
+async def test_a_stopping_process_waits_for_a_running_request_only_as_long_as_the_settings_say(
+    deps: Deps, settings: Settings
+) -> None:
+    world = await make_world(deps)
+    async with serving(settings, processes=1, DRAIN_SECONDS="1") as (proc, port):
+        service = Api(f"http://127.0.0.1:{port}")
+        try:
+            async with deps.engine.connect() as other:  # holds the school: the request cannot end
+                transaction = await other.begin()
+                await other.execute(select(School).where(School.id == world.school_a.id).with_for_update())
+                stuck = asyncio.ensure_future(
+                    service.post(
+                        _classrooms(world),
+                        {"name": "五年级3班", "grade": 5},
+                        token=world.token("school_admin_a"),
+                    )
+                )
+                await until_a_statement_waits_for_a_lock(deps)
+                proc.send_signal(signal.SIGTERM)
+                # Well before the default 20 s: the process gave the request its 1 s, then stopped.
+                assert await asyncio.wait_for(proc.wait(), 10) == 0
+                with pytest.raises(HTTPStreamClosedError):
+                    await stuck
+                await transaction.rollback()
+        finally:
+            service.http.close()
+    assert proc.stdout is not None
+    assert b"stopping with 1 requests still running after 1 s" in await proc.stdout.read()
+
+
 async def _until_refused(port: int) -> None:
     for _ in range(250):
         try:
