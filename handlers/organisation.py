@@ -310,7 +310,9 @@ class RosterImportHandler(ApiHandler):
     async def post(self, school_id: str) -> None:
         content_type = self.request.headers.get("Content-Type", "")
         async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
-            parsed = roster.parse_roster(self.request.body, content_type)
+            parsed = roster.parse_roster(
+                self.request.body, content_type, max_rows=self.deps.settings.roster_max_rows
+            )
             report = await roster.import_roster(session, school, parsed, self.me.id)
         self.send(report, status=201)
 

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     # loses at most this much watch time (never a completion), and each flush is one transaction.
     progress_flush_seconds: float = Field(1.0, gt=0)
 
+    # Students one roster upload may hold: a large school (12 forms of 9 grades, ~4,000 students) in one
+    # file, while the all-or-nothing transaction and the error list a human reads stay of a sane size.
+    roster_max_rows: int = Field(5000, gt=0)
+
     # How long an Idempotency-Key stays claimed by a request that has not answered yet: longer than any
     # request runs. A process killed mid-request leaves its claim; a retry is answered 409 until then.
     idempotency_pending_seconds: int = Field(120, gt=0)

@@ -32,9 +32,6 @@ from models.base import Change, note_change
 CSV = "text/csv"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-# One upload covers a large school (a 12-form-entry school of 9 grades is ~4,000 students) while keeping
-# the all-or-nothing transaction and the error list a human reads of a sane size.
-MAX_ROWS = 5000
 # Every error is checked, but a file that is wrong throughout (a shifted column, say) needs only the first
 # screenful listed for the admin to see what is wrong.
 MAX_LISTED_ERRORS = 200
@@ -270,9 +267,10 @@ def _check_row(row: int, values: dict[str, str], state: _FileState) -> RosterRow
     return RosterRow(row, student_no, name, classroom, grade)
 
 
-def parse_roster(data: bytes, content_type: str) -> ParsedRoster:
+def parse_roster(data: bytes, content_type: str, *, max_rows: int) -> ParsedRoster:
     """Rows and row errors of an uploaded roster. File-level problems raise at once: an unsupported
-    content type → 415; an unreadable file, missing columns, no rows or too many rows → 422."""
+    content type → 415; an unreadable file, missing columns, no rows or more than `max_rows` rows
+    (Settings.roster_max_rows) → 422."""
     with closing(read_table(data, content_type)) as table:
         header_row, positions = _find_header(table)
         missing = [c for c in COLUMNS if c.field not in positions]
@@ -292,8 +290,8 @@ def parse_roster(data: bytes, content_type: str) -> ParsedRoster:
             if not any(values.values()):
                 continue  # a blank line, or a template row with only its serial number filled in
             count += 1
-            if count > MAX_ROWS:
-                raise _unreadable(f"一次最多导入 {MAX_ROWS} 名学生，请分批导入")
+            if count > max_rows:
+                raise _unreadable(f"一次最多导入 {max_rows} 名学生，请分批导入")
             checked = _check_row(row, values, state)
             if isinstance(checked, RosterRow):
                 parsed.rows.append(checked)

@@ -247,6 +247,20 @@ async def test_a_file_over_the_upload_limit_is_413(api: Api, deps: Deps) -> None
     assert await row_counts(deps) == before
 
 
+async def test_a_file_with_more_students_than_the_settings_allow_is_refused(api: Api, deps: Deps) -> None:
+    world = await make_world(deps)
+    deps.settings.roster_max_rows = 2
+    within = await upload(api, world, csv_of("A101,张三,三年级2班,3", "A102,李四,三年级2班,3"))
+    assert within.status == 201, within.body
+    after = await row_counts(deps)
+    response = await upload(
+        api, world, csv_of("A103,王五,三年级2班,3", "A104,赵六,三年级2班,3", "A105,钱七,三年级2班,3")
+    )
+    assert response.status == 422 and response.code == "roster_invalid"
+    assert "一次最多导入 2 名学生" in response.json()["detail"]
+    assert await row_counts(deps) == after
+
+
 # ---- who may import -----------------------------------------------------------------------------------
 async def test_only_admins_of_the_school_may_import(api: Api, deps: Deps) -> None:
     world = await make_world(deps)
