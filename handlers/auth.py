@@ -6,15 +6,14 @@ from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.base import ApiHandler, Operation
+from handlers.base import ApiHandler
+from handlers.policy import AuthMode, Operation
 from models.accounts import auth
 from models.accounts.principal import Principal, load_principal
 from models.accounts.schemas import EmptyIn, PasswordLoginIn, RefreshIn, TokenOut, WechatLoginIn
 
 
 class _TokenHandler(ApiHandler):
-    auth_required = False
-
     async def login_rate_limit(self) -> None:
         await self.rate_limit(f"login:{self.client_ip}", self.deps.settings.login_rate_per_minute)
 
@@ -36,6 +35,7 @@ class WechatLoginHandler(_TokenHandler):
     openapi: ClassVar = {
         "post": Operation(
             "用微信 wx.login() 的 code 登录",
+            auth=AuthMode.none,
             body=WechatLoginIn,
             response=TokenOut,
             errors=(401, 403, 422, 429, 503),
@@ -62,7 +62,11 @@ class WechatLoginHandler(_TokenHandler):
 class PasswordLoginHandler(_TokenHandler):
     openapi: ClassVar = {
         "post": Operation(
-            "管理员用户名密码登录", body=PasswordLoginIn, response=TokenOut, errors=(401, 422, 429)
+            "管理员用户名密码登录",
+            auth=AuthMode.none,
+            body=PasswordLoginIn,
+            response=TokenOut,
+            errors=(401, 422, 429),
         )
     }
 
@@ -94,6 +98,7 @@ class RefreshHandler(_TokenHandler):
     openapi: ClassVar = {
         "post": Operation(
             "用刷新令牌换一对新令牌（旧的刷新令牌作废；重复使用会注销整个登录）",
+            auth=AuthMode.none,
             body=RefreshIn,
             response=TokenOut,
             errors=(401, 422),
@@ -134,4 +139,5 @@ class MeHandler(ApiHandler):
     }
 
     async def get(self) -> None:
-        self.send(self._principal_json)
+        assert self.caller is not None
+        self.send(self.caller.principal_json)

@@ -1,16 +1,15 @@
-"""ApiHandler: authentication, body parsing, problem+json errors, transactions, idempotency, rate limits."""
+"""ApiHandler: runs each verb under its `Operation` — authenticate, check roles, parse, one transaction
+(with its idempotency record and audit event), send — from small parts that know nothing of one another
+(handlers.authentication, handlers.idempotency, handlers.problems)."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import orjson
@@ -18,46 +17,32 @@ import tornado.web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers import problems
+from handlers.authentication import Caller, authenticate, bearer_token
 from handlers.deps import Deps
+from handlers.idempotency import Claim, Replay
+from handlers.policy import AuthMode, Operation, Scope
 from infra.errors import (
     AppError,
-    Conflict,
+    BadRequest,
+    Forbidden,
     NotFound,
     PayloadTooLarge,
     RateLimited,
-    Unauthenticated,
     UnsupportedMediaType,
     ValidationFailed,
 )
-from infra.security import TokenError
 from models.accounts.access import district_in_scope, school_in_scope
-from models.accounts.principal import Principal, load_principal
-from models.accounts.rules import Role
+from models.accounts.principal import Principal
 from models.accounts.tables import District, School
+from models.audit import service as audit
 from models.base import Change, pop_changes
-from models.idempotency import service as idempotency
+from models.idempotency.service import AlreadyCarriedOut
 
 log = logging.getLogger("api")
 M = TypeVar("M", bound=BaseModel)
 
-PRINCIPAL_CACHE_SECONDS = 600
-REPLAY_SECONDS = int(idempotency.RETENTION.total_seconds())
-PROBLEM_JSON = "application/problem+json"
-
-
-@dataclass(frozen=True)
-class Operation:
-    """OpenAPI description of one verb of a handler; the spec is generated from these."""
-
-    summary: str
-    body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    response: type[BaseModel] | None = None
-    status: int = 200
-    roles: tuple[str, ...] = ()
-    errors: tuple[int, ...] = ()
-    idempotent: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+VERBS = ("get", "post", "put", "patch", "delete")
 
 
 def _validation_errors(exc: ValidationError, where: str) -> list[dict[str, Any]]:
@@ -82,18 +67,25 @@ def _nul_characters(value: Any, loc: list[Any]) -> list[dict[str, Any]]:
 
 
 class ApiHandler(tornado.web.RequestHandler):
+    """Subclasses declare `openapi = {"verb": Operation(...)}` and write the verbs: parse, one service
+    call, send. Everything the Operation says is done here."""
+
     deps: Deps
-    auth_required: ClassVar[bool] = True
     openapi: ClassVar[dict[str, Operation]] = {}
-    principal: Principal | None = None
-    user_id: str | None = None
+    operation: Operation
+    caller: Caller | None = None
     request_id: str = ""
-    _session_id: str | None = None
-    _principal_json: bytes = b""
     _sent: tuple[int, bytes] | None = None
-    _hold_response: bool = False  # @idempotent: the response waits until it is stored for replays
-    _idempotency: tuple[str, str] | None = None  # @idempotent: (durable key, body fingerprint)
-    _idempotency_recorded: bool = False  # ... recorded in the transaction that committed
+    _claim: Claim | None = None  # an idempotent request holding its key
+    _audit_scope: tuple[School | None, District | None] = (None, None)
+    _audited: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for verb, op in cls.__dict__.get("openapi", {}).items():
+            method = cls.__dict__.get(verb)
+            if op.idempotent and method is not None:
+                setattr(cls, verb, _idempotent(method))
 
     def initialize(self, deps: Deps) -> None:
         self.deps = deps
@@ -111,65 +103,46 @@ class ApiHandler(tornado.web.RequestHandler):
         incoming = self.request.headers.get("X-Request-Id", "")
         self.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         self._common_headers()
+        op = self.openapi.get((self.request.method or "").lower())
+        if op is None:
+            allowed = tuple(v.upper() for v in self.openapi)
+            raise problems.HttpLevel(405, "不支持此请求方法", allow=allowed)
+        self.operation = op
         declared = self.request.headers.get("Content-Length")
         if (declared and declared.isdigit() and int(declared) > self.body_limit) or len(
             self.request.body
         ) > self.body_limit:
             raise PayloadTooLarge(f"请求内容不能超过 {self.body_limit // 1024} KiB")
-        if self.auth_required:
-            await self._authenticate()
+        if op.authenticated:
+            token = bearer_token(self.request.headers.get("Authorization", ""))
+            self.caller = await authenticate(self.deps, token)
+            if op.roles and not self.me.has_any(op.roles):
+                raise Forbidden()
 
     def _common_headers(self) -> None:
         self.set_header("X-Request-Id", self.request_id)
         if self.deps.in_flight.stopping:  # this process is stopping: the next request goes elsewhere
             self.set_header("Connection", "close")
 
-    async def _authenticate(self) -> None:
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("缺少访问令牌", code="missing_token")
-        try:
-            claims = self.deps.signer.verify(token.strip())
-        except TokenError as exc:
-            raise Unauthenticated("访问令牌无效或已过期", code="invalid_token") from exc
-        self._session_id, self.user_id = claims.session_id, claims.user_id
-        local = self.deps.local
-        known = local.principal(claims.session_id, claims.user_id)
-        if known is not None:
-            self._principal_json = known
-            return
-        generation = local.generation
-        keys, redis = self.deps.keys, self.deps.pipelined
-        revoked, cached = await asyncio.gather(
-            redis.execute("EXISTS", keys.revoked_session(claims.session_id)),
-            redis.execute("GET", keys.principal(claims.user_id)),
-        )
-        if revoked:
-            raise Unauthenticated("登录已退出，请重新登录", code="session_revoked")
-        if not cached:
-            async with self.deps.sessions() as session:
-                principal = await load_principal(session, uuid.UUID(claims.user_id))
-            if principal is None:
-                raise Unauthenticated("账号不存在或已停用", code="invalid_token")
-            self.principal = principal
-            cached = principal.model_dump_json().encode()
-            await redis.execute("SET", keys.principal(claims.user_id), cached, "EX", PRINCIPAL_CACHE_SECONDS)
-        self._principal_json = cached
-        local.remember(generation, claims.session_id, claims.user_id, cached)
-
     @property
     def me(self) -> Principal:
-        """The caller, parsed from the cached JSON on first use (GET /me never needs the object)."""
-        if self.principal is None:
-            assert self._principal_json, "handler requires authentication"
-            self.principal = _parsed_principal(self._principal_json)
-        return self.principal
+        assert self.caller is not None, "the operation requires authentication"
+        return self.caller.principal
+
+    @property
+    def user_id(self) -> str | None:
+        return self.caller.user_id if self.caller is not None else None
+
+    @property
+    def recorded_user_id(self) -> str | None:
+        """Who called, as logs and records may name them: nobody, where the Operation forbids it."""
+        op = getattr(self, "operation", None)
+        return self.user_id if op is None or op.records_identity else None
 
     @property
     def session_id(self) -> uuid.UUID:
-        assert self._session_id is not None
-        return uuid.UUID(self._session_id)
+        assert self.caller is not None
+        return uuid.UUID(self.caller.session_id)
 
     # ---- input ------------------------------------------------------------------------------------
     def body(self, model: type[M]) -> M:
@@ -180,7 +153,7 @@ class ApiHandler(tornado.web.RequestHandler):
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise AppError("请求体不是有效的 JSON", code="malformed_json", status=400) from exc
+            raise BadRequest("请求体不是有效的 JSON", code="malformed_json") from exc
         nul = _nul_characters(data, ["body"])
         if nul:
             raise ValidationFailed(errors=nul)
@@ -220,7 +193,7 @@ class ApiHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self._sent = (status, data)
-        if not self._hold_response:
+        if self._claim is None:  # an idempotent answer waits until it is stored for replays
             self.finish(data)
 
     def send_with_etag(self, data: bytes) -> None:
@@ -237,27 +210,24 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, AppError):
-            error = exc
+        if isinstance(exc, problems.HttpLevel):
+            error: AppError = exc
+            status = exc.status
+        elif isinstance(exc, AppError):
+            error, status = exc, problems.status_of(exc)
         elif isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500:
-            error = AppError(
-                exc.reason or exc.log_message, status=exc.status_code, code=_http_code(exc.status_code)
-            )
-            error.title = exc.reason or error.title
+            status = exc.status_code
+            error = problems.HttpLevel(status, exc.reason or exc.log_message or "请求有误")
         else:
-            error = AppError(
-                f"服务器内部错误，请求编号 {self.request_id}",
-                status=500,
-                code="internal_error",
-                title="服务器内部错误",
-            )
-        self.set_status(error.status)
+            status = 500
+            error = problems.Internal(f"服务器内部错误，请求编号 {self.request_id}")
+        self.set_status(status)
         if self.request_id:  # send_error() cleared the headers prepare() had set
             self._common_headers()
-        for name, value in error.headers.items():
+        for name, value in problems.headers_of(error).items():
             self.set_header(name, value)
-        self.set_header("Content-Type", PROBLEM_JSON)
-        body = error.problem()
+        self.set_header("Content-Type", problems.PROBLEM_JSON)
+        body = problems.problem(error, status)
         body["request_id"] = self.request_id
         self.finish(orjson.dumps(body))
 
@@ -278,7 +248,8 @@ class ApiHandler(tornado.web.RequestHandler):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One transaction; committed on success (and on errors that keep their writes), then the
-        caches outside the database hear what changed.
+        caches outside the database hear what changed. An idempotent request records its key first; an
+        audited one writes its event last, so both commit with the request's writes or not at all.
 
         When more transactions are already queued for this process's connections than it can get
         through in about a second, answer 429 with Retry-After at once instead of letting the request
@@ -289,11 +260,8 @@ class ApiHandler(tornado.web.RequestHandler):
         async with gate, self.deps.sessions() as session:
             try:
                 async with session.begin():
-                    if self._idempotency is not None and not self._idempotency_recorded:
-                        # First, so that a request carried out before is found before anything it
-                        # checks (a duplicate name, say) answers otherwise; rolled back with any error.
-                        await idempotency.record(session, *self._idempotency, self.deps.clock())
-                        self._idempotency_recorded = True
+                    if self._claim is not None:
+                        await self.deps.idempotency.record(session, self._claim)
                     try:
                         yield session
                     except AppError as exc:
@@ -301,8 +269,25 @@ class ApiHandler(tornado.web.RequestHandler):
                             raise
                         await session.commit()
                         raise
+                    self._audit(session)
             finally:
                 await self._publish_changes(session)
+
+    def _audit(self, session: AsyncSession) -> None:
+        action = self.operation.audit
+        if action is None or self._audited:
+            return
+        school, district = self._audit_scope
+        entry = audit.AuditEntry(
+            action=action,
+            actor_user_id=uuid.UUID(self.recorded_user_id) if self.recorded_user_id else None,
+            subject={k: v for k, v in self.path_kwargs.items()},
+            request_id=self.request_id,
+            school_id=school.id if school is not None else None,
+            district_id=district.id if district is not None else (school.district_id if school else None),
+        )
+        audit.record(session, entry, self.deps.clock())
+        self._audited = True
 
     async def _publish_changes(self, session: AsyncSession) -> None:
         changes = pop_changes(session)
@@ -326,40 +311,28 @@ class ApiHandler(tornado.web.RequestHandler):
         )
 
     @asynccontextmanager
-    async def school_scope(
-        self, school_id: str, roles: frozenset[Role]
-    ) -> AsyncIterator[tuple[AsyncSession, School]]:
-        """A transaction on one school the caller may act on with one of `roles` (else 403 / 404)."""
+    async def school_scope(self, school_id: str) -> AsyncIterator[tuple[AsyncSession, School]]:
+        """A transaction on the school in the path, which the caller must reach with one of the
+        Operation's roles (else 404, as if it did not exist)."""
+        op = self.operation
+        assert op.scope is Scope.school, f"{op.summary}: declared scope {op.scope}, used school"
         async with self.transaction() as session:
-            school = await school_in_scope(session, self.me, self.path_uuid(school_id), roles)
+            school = await school_in_scope(session, self.me, self.path_uuid(school_id), op.roles)
+            self._audit_scope = (school, None)
             yield session, school
 
     @asynccontextmanager
-    async def district_scope(
-        self, district_id: str, roles: frozenset[Role]
-    ) -> AsyncIterator[tuple[AsyncSession, District]]:
+    async def district_scope(self, district_id: str) -> AsyncIterator[tuple[AsyncSession, District]]:
+        op = self.operation
+        assert op.scope is Scope.district, f"{op.summary}: declared scope {op.scope}, used district"
         async with self.transaction() as session:
-            district = await district_in_scope(session, self.me, self.path_uuid(district_id), roles)
+            district = await district_in_scope(session, self.me, self.path_uuid(district_id), op.roles)
+            self._audit_scope = (None, district)
             yield session, district
-
-    async def _replay_recorded(self, durable: str, fingerprint: str) -> None:
-        """The key's request was carried out before, though Redis did not know: answer from its record."""
-        now = self.deps.clock()
-        async with self.deps.sessions() as session:
-            found = await idempotency.stored(session, durable, now)
-        if found is not None and found.fingerprint != fingerprint:
-            raise _key_reused()
-        if found is None or found.status is None or found.body is None:
-            # Its response is being stored right now, or was lost with the process that carried it out.
-            raise Conflict(
-                "相同的请求已经处理；如果一直看到这个提示，请刷新页面查看结果", code="idempotency_in_progress"
-            )
-        self.set_header("Idempotent-Replayed", "true")
-        self.send(found.body.encode(), status=found.status)
 
     # ---- limits ---------------------------------------------------------------------------------
     async def rate_limit(self, bucket: str, limit: int, per_seconds: int = 60) -> None:
-        now = int(time.time())
+        now = int(self.deps.clock().timestamp())
         window = now // per_seconds
         key = self.deps.keys.rate(bucket, window)
         async with self.deps.redis.pipeline(transaction=True) as pipe:
@@ -374,92 +347,51 @@ class ApiHandler(tornado.web.RequestHandler):
         return str(self.request.remote_ip or "unknown")
 
 
-@functools.lru_cache(maxsize=1024)
-def _parsed_principal(cached: bytes) -> Principal:
-    """A cached principal JSON parsed once per process, not once per request (a changed principal is
-    other JSON, so never stale). For the users active right now: about 8 KiB each, 8 MiB at most."""
-    return Principal.model_validate_json(cached)
-
-
-def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """Replay the first response to a creating POST retried with the same Idempotency-Key and body.
-
-    Redis holds the claim while the request runs (`idempotency_pending_seconds`, longer than any request
-    runs) and then its response, for fast replays. Where the handler writes in `self.transaction()`, the
-    key is also recorded in that transaction (models.idempotency): so a request is carried out at most
-    once under a key even when Redis lost its record, or when a process was killed mid-request and its
-    claim ran out."""
+def _idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Runs a verb whose Operation is idempotent under its Idempotency-Key: claim, carry out, store the
+    answer, then send it (the answer is stored before it leaves: a client that retries as soon as it has
+    the answer must find it to replay, not a request still in progress)."""
 
     @functools.wraps(method)
-    async def wrapper(self: ApiHandler, *args: Any, **kwargs: Any) -> None:
+    async def run(self: ApiHandler, *args: Any, **kwargs: Any) -> None:
         header = self.request.headers.get("Idempotency-Key")
         if not header:
             return await method(self, *args, **kwargs)
-        if len(header) > 128:
-            raise ValidationFailed(
-                "Idempotency-Key 过长", errors=[{"loc": ["header", "Idempotency-Key"], "msg": "max 128"}]
-            )
-        owner = self.user_id or self.client_ip
-        verb, path = self.request.method or "", self.request.path
-        key = self.deps.keys.idempotency(owner, verb, path, header)
-        durable = hashlib.sha256("\n".join((owner, verb, path, header)).encode()).hexdigest()
-        fingerprint = hashlib.sha256(self.request.body or b"").hexdigest()
-        redis = self.deps.pipelined
-        pending = orjson.dumps({"state": "pending", "fp": fingerprint})
-        claimed = await redis.execute(
-            "SET", key, pending, "NX", "EX", self.deps.settings.idempotency_pending_seconds
+        store = self.deps.idempotency
+        # Keys are the caller's own; an anonymous answer's key is nobody's (a random UUID, by the client).
+        owner = self.recorded_user_id or ("anonymous" if self.user_id else self.client_ip)
+        claimed = await store.claim(
+            owner, self.request.method or "", self.request.path, header, self.request.body or b""
         )
-        if not claimed:
-            stored = await redis.execute("GET", key)
-            record = orjson.loads(stored) if stored else {"state": "pending", "fp": fingerprint}
-            if record["fp"] != fingerprint:
-                raise _key_reused()
-            if record["state"] == "pending":
-                raise Conflict("相同的请求正在处理中", code="idempotency_in_progress")
-            self.set_header("Idempotent-Replayed", "true")
-            return self.send(record["body"].encode(), status=int(record["status"]))
-        # The response is stored before it leaves: a client that retries as soon as it has the answer
-        # must find it to replay, not a request still in progress.
-        self._hold_response = True
-        self._idempotency = (durable, fingerprint)
+        if isinstance(claimed, Replay):
+            return _replay(self, claimed)
+        self._claim = claimed
         try:
             await method(self, *args, **kwargs)
-        except idempotency.AlreadyCarriedOut:
-            await redis.execute("DEL", key)
-            self._hold_response = False
-            return await self._replay_recorded(durable, fingerprint)
+        except AlreadyCarriedOut:
+            self._claim = None
+            await store.release(claimed)
+            return _replay(self, await store.recorded_answer(claimed))
         except BaseException:
-            await redis.execute("DEL", key)
+            self._claim = None
+            await store.release(claimed)
             raise
-        finally:
-            self._hold_response = False
+        self._claim = None
         status, data = self._sent or (self.get_status(), b"")
-        record = {"state": "done", "fp": fingerprint, "status": status, "body": data.decode()}
-        await redis.execute("SET", key, orjson.dumps(record), "EX", REPLAY_SECONDS)
-        if self._idempotency_recorded:
-            async with self.deps.sessions() as session, session.begin():
-                await idempotency.remember_response(session, durable, status, data.decode())
+        await store.complete(claimed, status, data)
         if self._sent is not None:
             self.finish(data)
 
-    return wrapper
+    return run
 
 
-def _key_reused() -> ValidationFailed:
-    return ValidationFailed("同一个 Idempotency-Key 不能用于不同的请求内容", code="idempotency_key_reused")
-
-
-def _http_code(status: int) -> str:
-    return {
-        400: "bad_request",
-        404: "not_found",
-        405: "method_not_allowed",
-        413: "payload_too_large",
-    }.get(status, f"http_{status}")
+def _replay(handler: ApiHandler, replay: Replay) -> None:
+    handler.set_header("Idempotent-Replayed", "true")
+    handler.send(replay.body, status=replay.status)
 
 
 class NotFoundHandler(ApiHandler):
-    auth_required = False
+    openapi: ClassVar = {verb: Operation("没有这个接口", auth=AuthMode.none) for verb in VERBS}
 
     async def prepare(self) -> None:
         await super().prepare()

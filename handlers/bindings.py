@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from handlers.base import ApiHandler, Operation, idempotent
+from handlers.base import ApiHandler
+from handlers.policy import Operation
 from models.accounts import organisation
 from models.accounts.principal import load_principal
 from models.accounts.schemas import BindingIn, BindingOut
@@ -25,7 +26,6 @@ class BindingsHandler(ApiHandler):
         )
     }
 
-    @idempotent
     async def post(self) -> None:
         data = self.body(BindingIn)
         await self.rate_limit(f"bind:{self.me.id}", REDEEM_ATTEMPTS_PER_MINUTE)

@@ -6,10 +6,11 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
-from handlers.base import ApiHandler, Operation, idempotent
-from handlers.organisation import SCHOOL_ADMINS
-from models.accounts.rules import DISTRICT_ADMINS
+from handlers.base import ApiHandler
+from handlers.policy import Operation, Scope
+from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS
 from models.accounts.tables import District
+from models.audit.actions import AuditAction
 from models.catalog import service as catalog
 from models.catalog.schemas import AssignmentIn, AssignmentOut, CourseIn, CourseOut, CourseQuery
 from models.pagination import Page
@@ -31,7 +32,8 @@ _signatures: dict[bytes, str] = {}
 
 class _CatalogueHandler(ApiHandler):
     def visibility_signature(self) -> str:
-        principal_json = self._principal_json
+        assert self.caller is not None
+        principal_json = self.caller.principal_json
         scope = _signatures.get(principal_json)
         if scope is None:
             scope = catalog.visibility_signature(self.me)
@@ -102,7 +104,9 @@ class CoursesHandler(_CatalogueHandler):
 
 
 class CourseHandler(_CatalogueHandler):
-    openapi: ClassVar = {"get": Operation("课程详情", response=CourseOut, errors=(401, 404))}
+    openapi: ClassVar = {
+        "get": Operation("课程详情", response=CourseOut, errors=(401, 404), scope=Scope.record)
+    }
 
     async def get(self, course_id: str) -> None:
         ident = self.path_uuid(course_id)
@@ -122,16 +126,17 @@ class DistrictCoursesHandler(ApiHandler):
             body=CourseIn,
             response=CourseOut,
             status=201,
-            roles=("district_admin",),
+            roles=DISTRICT_ADMINS,
             errors=(401, 403, 404, 422),
             idempotent=True,
+            scope=Scope.district,
+            audit=AuditAction.course_created,
         )
     }
 
-    @idempotent
     async def post(self, district_id: str) -> None:
         data = self.body(CourseIn)
-        async with self.district_scope(district_id, DISTRICT_ADMINS) as (session, district):
+        async with self.district_scope(district_id) as (session, district):
             course = await catalog.create_course(session, self.me, data, district, None)
         self.send(catalog.course_out(course), status=201)
 
@@ -143,16 +148,17 @@ class SchoolCoursesHandler(ApiHandler):
             body=CourseIn,
             response=CourseOut,
             status=201,
-            roles=("school_admin", "district_admin"),
+            roles=ADMIN_ROLES,
             errors=(401, 403, 404, 422),
             idempotent=True,
+            scope=Scope.school,
+            audit=AuditAction.course_created,
         )
     }
 
-    @idempotent
     async def post(self, school_id: str) -> None:
         data = self.body(CourseIn)
-        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             district = await session.get(District, school.district_id)
             assert district is not None
             course = await catalog.create_course(session, self.me, data, district, school)
@@ -166,13 +172,15 @@ class CourseAssignmentsHandler(ApiHandler):
             body=AssignmentIn,
             response=AssignmentOut,
             status=201,
-            roles=("school_admin", "district_admin"),
+            roles=ADMIN_ROLES,
             errors=(401, 403, 404, 422),
+            scope=Scope.school,
+            audit=AuditAction.course_assigned,
         )
     }
 
     async def post(self, school_id: str) -> None:
         data = self.body(AssignmentIn)
-        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             out = await catalog.assign_course(session, self.me, school, data)
         self.send(out, status=201)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from handlers.idempotency import IdempotencyStore
 from infra.clock import Clock, shanghai_now
 from infra.config import Settings
 from infra.db import make_engine, make_session_factory
@@ -89,6 +90,7 @@ class Deps:
     templates: Templates = field(init=False)
     pipelined: Pipelined = field(init=False)
     local: LocalCache = field(init=False)
+    idempotency: IdempotencyStore = field(init=False)
     lessons: LessonDirectory = field(init=False)
     progress: ProgressTracker = field(init=False)
     notifications: NotificationWorker = field(init=False)
@@ -110,6 +112,9 @@ class Deps:
         self.db_gate = DatabaseGate(self.engine.pool.size())  # type: ignore[attr-defined]
         self.pipelined = Pipelined(self.redis)
         self.local = LocalCache(self.redis, self.keys)
+        self.idempotency = IdempotencyStore(
+            self.pipelined, self.keys, self.sessions, lambda: self.clock(), s.idempotency_pending_seconds
+        )
         self.lessons = LessonDirectory(self.sessions)
         self.progress = ProgressTracker(
             self.redis,

@@ -6,9 +6,11 @@ import hashlib
 import hmac
 from typing import ClassVar
 
-from handlers.base import ApiHandler, Operation, idempotent
-from infra.errors import Forbidden, NotFound
+from handlers.base import ApiHandler
+from handlers.policy import Operation, Scope
+from infra.errors import NotFound
 from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, DISTRICT_READERS, PARENTS, STAFF_ROLES
+from models.audit.actions import AuditAction
 from models.evening_classes import attendance, scheduling, signups, term_counts, visibility
 from models.evening_classes.errors import CheckinClosed
 from models.evening_classes.rules import CHECKIN_PERIOD_SECONDS, checkin_open, checkin_token, valid_term
@@ -29,7 +31,6 @@ from models.evening_classes.schemas import (
 from models.pagination import Page
 
 EveningClassPage = Page[EveningClassOut]
-SCHEDULERS = STAFF_ROLES
 
 
 class _EveningHandler(ApiHandler):
@@ -38,10 +39,6 @@ class _EveningHandler(ApiHandler):
         """Check-in tokens are signed with a key derived from the JWT secret, for this purpose only."""
         secret = self.deps.settings.jwt_secret.get_secret_value().encode()
         return hmac.new(secret, b"evening-class-checkin", hashlib.sha256).digest()
-
-    def require_parent(self) -> None:
-        if not self.me.has_any(PARENTS):
-            raise Forbidden("只有家长可以报名和签到")
 
     def term(self, term: str) -> str:
         if not valid_term(term):
@@ -56,16 +53,17 @@ class SchoolEveningClassesHandler(_EveningHandler):
             body=EveningClassIn,
             response=EveningClassOut,
             status=201,
-            roles=("teacher", "school_admin", "district_admin"),
+            roles=STAFF_ROLES,
             errors=(401, 403, 404, 422),
             idempotent=True,
+            scope=Scope.school,
+            audit=AuditAction.evening_class_scheduled,
         )
     }
 
-    @idempotent
     async def post(self, school_id: str) -> None:
         data = self.body(EveningClassIn)
-        async with self.school_scope(school_id, SCHEDULERS) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             created = await scheduling.schedule(session, self.me, school, data, self.deps.clock())
             [out] = await visibility.describe(session, self.me, [created])
         self.send(out, status=201)
@@ -90,7 +88,9 @@ class EveningClassesHandler(_EveningHandler):
 
 class EveningClassHandler(_EveningHandler):
     openapi: ClassVar = {
-        "get": Operation("家长夜校详情（含我的报名状态）", response=EveningClassOut, errors=(401, 404))
+        "get": Operation(
+            "家长夜校详情（含我的报名状态）", response=EveningClassOut, errors=(401, 404), scope=Scope.record
+        )
     }
 
     async def get(self, class_id: str) -> None:
@@ -107,16 +107,15 @@ class SignupsHandler(_EveningHandler):
             body=SignupIn,
             response=SignupOut,
             status=201,
-            roles=("parent",),
+            roles=PARENTS,
             errors=(401, 403, 404, 409, 422),
             idempotent=True,
+            scope=Scope.record,
         )
     }
 
-    @idempotent
     async def post(self, class_id: str) -> None:
         self.body(SignupIn)
-        self.require_parent()
         request = signups.SignupRequest(
             self.me, self.path_uuid(class_id), self.deps.clock(), self.deps.templates
         )
@@ -129,13 +128,13 @@ class MySignupHandler(_EveningHandler):
         "delete": Operation(
             "取消报名（截止时间前）；空出的名额自动给候补第一位",
             status=204,
-            roles=("parent",),
+            roles=PARENTS,
             errors=(401, 403, 404, 409),
+            scope=Scope.record,
         )
     }
 
     async def delete(self, class_id: str) -> None:
-        self.require_parent()
         async with self.transaction() as session:
             await signups.cancel_signup(
                 session, self.me, self.path_uuid(class_id), self.deps.clock(), self.deps.templates
@@ -149,8 +148,9 @@ class CheckinCodeHandler(_EveningHandler):
         "get": Operation(
             f"老师屏幕上的签到二维码内容，每 {CHECKIN_PERIOD_SECONDS} 秒更换",
             response=CheckinCodeOut,
-            roles=("teacher", "school_admin", "district_admin"),
+            roles=STAFF_ROLES,
             errors=(401, 403, 404, 409),
+            scope=Scope.record,
         )
     }
 
@@ -172,14 +172,14 @@ class CheckinsHandler(_EveningHandler):
             body=CheckinIn,
             response=AttendanceOut,
             status=201,
-            roles=("parent",),
+            roles=PARENTS,
             errors=(401, 403, 404, 409, 422),
+            scope=Scope.record,
         )
     }
 
     async def post(self, class_id: str) -> None:
         data = self.body(CheckinIn)
-        self.require_parent()
         async with self.transaction() as session:
             out = await attendance.check_in(
                 session, self.me, self.path_uuid(class_id), data.token, self.checkin_key, self.deps.clock()
@@ -192,8 +192,10 @@ class RosterHandler(_EveningHandler):
         "get": Operation(
             "报名名单与出席情况",
             response=RosterOut,
-            roles=("teacher", "school_admin", "district_admin"),
+            roles=STAFF_ROLES,
             errors=(401, 403, 404),
+            scope=Scope.record,
+            audit=AuditAction.evening_roster_read,
         )
     }
 
@@ -209,8 +211,10 @@ class RosterAttendanceHandler(_EveningHandler):
             "老师在名单上登记家长出席（手机扫码失败时）",
             body=SignupIn,
             response=AttendanceOut,
-            roles=("teacher", "school_admin", "district_admin"),
+            roles=STAFF_ROLES,
             errors=(401, 403, 404, 409),
+            scope=Scope.record,
+            audit=AuditAction.attendance_marked,
         )
     }
 
@@ -228,14 +232,15 @@ class SchoolTermSummaryHandler(_EveningHandler):
         "get": Operation(
             "本校本学期家长夜校：已举办、已安排、要求次数、报名率与出席率",
             response=TermSummary,
-            roles=("school_admin", "district_admin"),
+            roles=ADMIN_ROLES,
             errors=(401, 403, 404),
+            scope=Scope.school,
         )
     }
 
     async def get(self, school_id: str, term: str) -> None:
         wanted = self.term(term)
-        async with self.school_scope(school_id, ADMIN_ROLES) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             required = await term_counts.required_per_term(session, school.district_id, wanted)
             [out] = await term_counts.term_summaries(session, [school], wanted, self.deps.clock(), required)
         self.send(out)
@@ -246,14 +251,15 @@ class DistrictTermSummaryHandler(_EveningHandler):
         "get": Operation(
             "全区各校本学期家长夜校次数（未达要求的学校排在前面）",
             response=DistrictTermSummary,
-            roles=("district_admin", "evaluator"),
+            roles=DISTRICT_READERS,
             errors=(401, 403, 404),
+            scope=Scope.district,
         )
     }
 
     async def get(self, district_id: str, term: str) -> None:
         wanted = self.term(term)
-        async with self.district_scope(district_id, DISTRICT_READERS) as (session, district):
+        async with self.district_scope(district_id) as (session, district):
             out = await term_counts.district_summary(session, district.id, wanted, self.deps.clock())
         self.send(out)
 
@@ -264,15 +270,17 @@ class TermRequirementHandler(_EveningHandler):
             "设置本区每校每学期至少举办的夜校次数",
             body=TermRequirementIn,
             response=DistrictTermSummary,
-            roles=("district_admin",),
+            roles=DISTRICT_ADMINS,
             errors=(401, 403, 404, 422),
+            scope=Scope.district,
+            audit=AuditAction.term_requirement_set,
         )
     }
 
     async def put(self, district_id: str, term: str) -> None:
         data = self.body(TermRequirementIn)
         wanted = self.term(term)
-        async with self.district_scope(district_id, DISTRICT_ADMINS) as (session, district):
+        async with self.district_scope(district_id) as (session, district):
             await term_counts.set_required_per_term(session, district.id, wanted, data.required, self.me.id)
             out = await term_counts.district_summary(session, district.id, wanted, self.deps.clock())
         self.send(out)

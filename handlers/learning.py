@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from handlers.base import ApiHandler, Operation, idempotent
-from handlers.organisation import SCHOOL_ADMINS
-from infra.errors import Forbidden, NotFound, ValidationFailed
-from models.accounts.rules import DISTRICT_ADMINS, DISTRICT_READERS, PARENTS
+from handlers.base import ApiHandler
+from handlers.policy import Operation, Scope
+from infra.errors import NotFound, ValidationFailed
+from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, DISTRICT_READERS, PARENTS
+from models.audit.actions import AuditAction
 from models.catalog import service as catalog
 from models.learning import service as learning
 from models.learning.certificate import render_certificate_pdf
@@ -36,6 +37,7 @@ class MyLearningHandler(ApiHandler):
             query=LearningQuery,
             response=LearningOut,
             errors=(401, 422),
+            scope=Scope.family,
         )
     }
 
@@ -52,7 +54,9 @@ class MyLearningHandler(ApiHandler):
 
 
 class MyCertificatesHandler(ApiHandler):
-    openapi: ClassVar = {"get": Operation("我的结业证书", response=CertificatePage, errors=(401,))}
+    openapi: ClassVar = {
+        "get": Operation("我的结业证书", response=CertificatePage, errors=(401,), scope=Scope.family)
+    }
 
     async def get(self) -> None:
         async with self.transaction() as session:
@@ -64,7 +68,9 @@ class MyCertificatesHandler(ApiHandler):
 
 
 class MyCertificatePdfHandler(ApiHandler):
-    openapi: ClassVar = {"get": Operation("结业证书 PDF（可保存或打印）", errors=(401, 404))}
+    openapi: ClassVar = {
+        "get": Operation("结业证书 PDF（可保存或打印）", errors=(401, 404), scope=Scope.family)
+    }
 
     async def get(self, certificate_id: str) -> None:
         async with self.transaction() as session:
@@ -84,15 +90,14 @@ class LessonProgressHandler(ApiHandler):
             "网络课播放心跳（播放时每 15 秒一次）：服务器只认可可验证的观看时长，看满 90% 记入学时",
             body=ProgressIn,
             response=ProgressOut,
-            roles=("parent",),
+            roles=PARENTS,
             errors=(401, 403, 404, 422),
+            scope=Scope.record,
         )
     }
 
     async def post(self, course_id: str) -> None:
         data = self.body(ProgressIn)
-        if not self.me.has_any(PARENTS):
-            raise Forbidden("只有家长的观看会记入学时")
         lesson = await self.deps.lessons.get(self.path_uuid(course_id))
         if lesson is None or not catalog.may_watch(self.me, lesson):
             raise NotFound("课程不存在")
@@ -116,15 +121,18 @@ class RequirementsHandler(ApiHandler):
         "get": Operation(
             "区县某学年各层级的学时要求",
             response=RequirementsOut,
-            roles=("district_admin", "evaluator"),
+            roles=DISTRICT_READERS,
             errors=(401, 403, 404),
+            scope=Scope.district,
         ),
         "put": Operation(
             "设置区县某学年各层级的学时要求",
             body=RequirementsIn,
             response=RequirementsOut,
-            roles=("district_admin",),
+            roles=DISTRICT_ADMINS,
             errors=(401, 403, 404, 422),
+            scope=Scope.district,
+            audit=AuditAction.requirements_set,
         ),
     }
 
@@ -135,7 +143,7 @@ class RequirementsHandler(ApiHandler):
 
     async def get(self, district_id: str, school_year: str) -> None:
         year = self._year(school_year)
-        async with self.district_scope(district_id, DISTRICT_READERS) as (
+        async with self.district_scope(district_id) as (
             s,
             d,
         ):
@@ -145,7 +153,7 @@ class RequirementsHandler(ApiHandler):
     async def put(self, district_id: str, school_year: str) -> None:
         data = self.body(RequirementsIn)
         year = self._year(school_year)
-        async with self.district_scope(district_id, DISTRICT_ADMINS) as (session, district):
+        async with self.district_scope(district_id) as (session, district):
             out = await learning.set_requirements(session, district, year, data, self.me.id)
         self.send(out)
 
@@ -157,16 +165,17 @@ class HourAdjustmentsHandler(ApiHandler):
             body=AdjustmentIn,
             response=AdjustmentOut,
             status=201,
-            roles=("school_admin", "district_admin"),
+            roles=ADMIN_ROLES,
             errors=(401, 403, 404, 422),
             idempotent=True,
+            scope=Scope.school,
+            audit=AuditAction.hours_adjusted,
         )
     }
 
-    @idempotent
     async def post(self, school_id: str) -> None:
         data = self.body(AdjustmentIn)
         year = data.school_year or school_year_of(self.deps.clock())
-        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             out = await learning.adjust_hours(session, school, data, year, self.me.id)
         self.send(out, status=201)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from handlers.base import ApiHandler, Operation, idempotent
+from handlers.base import ApiHandler
+from handlers.policy import Operation, Scope
 from models.notifications import allowance
 from models.notifications.schemas import SubscriptionsIn, SubscriptionsOut
 
@@ -15,6 +16,7 @@ class MySubscriptionsHandler(ApiHandler):
             "我的订阅消息：每种提醒（模板）还能收到几条；为 0 时小程序再请家长订阅",
             response=SubscriptionsOut,
             errors=(401,),
+            scope=Scope.family,
         ),
         "post": Operation(
             "记录家长在订阅弹窗（wx.requestSubscribeMessage）中同意的模板：每同意一次可收到一条",
@@ -22,6 +24,7 @@ class MySubscriptionsHandler(ApiHandler):
             response=SubscriptionsOut,
             errors=(401, 422),
             idempotent=True,
+            scope=Scope.family,
         ),
     }
 
@@ -30,7 +33,6 @@ class MySubscriptionsHandler(ApiHandler):
             out = await allowance.listed(session, self.me.id, self.deps.templates)
         self.send(out)
 
-    @idempotent
     async def post(self) -> None:
         body = self.body(SubscriptionsIn)
         templates = self.deps.templates

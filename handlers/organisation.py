@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from handlers.base import ApiHandler, Operation, idempotent
+from handlers.base import ApiHandler
+from handlers.policy import Operation, Scope
 from models.accounts import organisation, roster
 from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, STAFF_ROLES, Role
 from models.accounts.schemas import (
@@ -26,10 +27,8 @@ from models.accounts.schemas import (
     TeacherIn,
     TeacherOut,
 )
+from models.audit.actions import AuditAction
 from models.pagination import Page, PageQuery
-
-SCHOOL_ADMINS = ADMIN_ROLES
-SCHOOL_STAFF = STAFF_ROLES
 
 ClassroomPage = Page[ClassroomOut]
 StudentPage = Page[StudentOut]
@@ -43,30 +42,32 @@ class DistrictSchoolsHandler(ApiHandler):
             "区县的学校列表",
             query=PageQuery,
             response=SchoolPage,
-            roles=("district_admin",),
+            roles=DISTRICT_ADMINS,
             errors=(401, 403, 404),
+            scope=Scope.district,
         ),
         "post": Operation(
             "新建学校",
             body=SchoolIn,
             response=SchoolOut,
             status=201,
-            roles=("district_admin",),
+            roles=DISTRICT_ADMINS,
             errors=(401, 403, 404, 409, 422),
             idempotent=True,
+            scope=Scope.district,
+            audit=AuditAction.school_created,
         ),
     }
 
     async def get(self, district_id: str) -> None:
         page = self.query(PageQuery)
-        async with self.district_scope(district_id, DISTRICT_ADMINS) as (session, district):
+        async with self.district_scope(district_id) as (session, district):
             rows, cursor = await organisation.list_schools(session, district, page)
         self.send(SchoolPage(items=[SchoolOut.model_validate(r) for r in rows], next_cursor=cursor))
 
-    @idempotent
     async def post(self, district_id: str) -> None:
         data = self.body(SchoolIn)
-        async with self.district_scope(district_id, DISTRICT_ADMINS) as (session, district):
+        async with self.district_scope(district_id) as (session, district):
             school = await organisation.create_school(session, district, data.name, self.me.id)
         self.send(SchoolOut.model_validate(school), status=201)
 
@@ -78,16 +79,17 @@ class StaffAccountsHandler(ApiHandler):
             body=StaffAccountIn,
             response=StaffAccountOut,
             status=201,
-            roles=("district_admin",),
+            roles=DISTRICT_ADMINS,
             errors=(401, 403, 404, 409, 422),
             idempotent=True,
+            scope=Scope.district,
+            audit=AuditAction.staff_account_created,
         )
     }
 
-    @idempotent
     async def post(self, district_id: str) -> None:
         data = self.body(StaffAccountIn)
-        async with self.district_scope(district_id, DISTRICT_ADMINS) as (session, district):
+        async with self.district_scope(district_id) as (session, district):
             user, grant = await organisation.create_staff_account(session, district, data, self.me.id)
         self.send(
             StaffAccountOut(
@@ -106,13 +108,14 @@ class SchoolHandler(ApiHandler):
         "get": Operation(
             "学校信息",
             response=SchoolOut,
-            roles=("teacher", "school_admin", "district_admin"),
+            roles=STAFF_ROLES,
             errors=(401, 403, 404),
+            scope=Scope.school,
         )
     }
 
     async def get(self, school_id: str) -> None:
-        async with self.school_scope(school_id, SCHOOL_STAFF) as (_, school):
+        async with self.school_scope(school_id) as (_, school):
             self.send(SchoolOut.model_validate(school))
 
 
@@ -122,30 +125,32 @@ class ClassroomsHandler(ApiHandler):
             "班级列表",
             query=PageQuery,
             response=ClassroomPage,
-            roles=("teacher", "school_admin", "district_admin"),
+            roles=STAFF_ROLES,
             errors=(401, 403, 404),
+            scope=Scope.school,
         ),
         "post": Operation(
             "新建班级",
             body=ClassroomIn,
             response=ClassroomOut,
             status=201,
-            roles=("school_admin", "district_admin"),
+            roles=ADMIN_ROLES,
             errors=(401, 403, 404, 409, 422),
             idempotent=True,
+            scope=Scope.school,
+            audit=AuditAction.classroom_created,
         ),
     }
 
     async def get(self, school_id: str) -> None:
         page = self.query(PageQuery)
-        async with self.school_scope(school_id, SCHOOL_STAFF) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             rows, cursor = await organisation.list_classrooms(session, school, page)
         self.send(ClassroomPage(items=[ClassroomOut.model_validate(r) for r in rows], next_cursor=cursor))
 
-    @idempotent
     async def post(self, school_id: str) -> None:
         data = self.body(ClassroomIn)
-        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             classroom = await organisation.create_classroom(session, school, data, self.me.id)
         self.send(ClassroomOut.model_validate(classroom), status=201)
 
@@ -156,30 +161,33 @@ class StudentsHandler(ApiHandler):
             "学生列表（教师只看到自己任班主任的班级）",
             query=StudentQuery,
             response=StudentPage,
-            roles=("teacher", "school_admin", "district_admin"),
+            roles=STAFF_ROLES,
             errors=(401, 403, 404),
+            scope=Scope.school,
+            audit=AuditAction.students_read,
         ),
         "post": Operation(
             "新建学生",
             body=StudentIn,
             response=StudentOut,
             status=201,
-            roles=("school_admin", "district_admin"),
+            roles=ADMIN_ROLES,
             errors=(401, 403, 404, 409, 422),
             idempotent=True,
+            scope=Scope.school,
+            audit=AuditAction.student_created,
         ),
     }
 
     async def get(self, school_id: str) -> None:
         query = self.query(StudentQuery)
-        async with self.school_scope(school_id, SCHOOL_STAFF) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             rows, cursor = await organisation.list_students(session, school, self.me, query)
         self.send(StudentPage(items=[StudentOut.model_validate(r) for r in rows], next_cursor=cursor))
 
-    @idempotent
     async def post(self, school_id: str) -> None:
         data = self.body(StudentIn)
-        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             student = await organisation.create_student(session, school, data, self.me.id)
         self.send(StudentOut.model_validate(student), status=201)
 
@@ -190,34 +198,36 @@ class TeachersHandler(ApiHandler):
             "教师名单",
             query=PageQuery,
             response=TeacherPage,
-            roles=("school_admin", "district_admin"),
+            roles=ADMIN_ROLES,
             errors=(401, 403, 404),
+            scope=Scope.school,
         ),
         "post": Operation(
             "新建教师并发放一次性绑定码",
             body=TeacherIn,
             response=TeacherCreatedOut,
             status=201,
-            roles=("school_admin", "district_admin"),
+            roles=ADMIN_ROLES,
             errors=(401, 403, 404, 422),
             idempotent=True,
+            scope=Scope.school,
+            audit=AuditAction.teacher_created,
         ),
     }
 
     async def get(self, school_id: str) -> None:
         page = self.query(PageQuery)
-        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             rows, cursor = await organisation.list_teachers(session, school, page)
         items = [
             TeacherOut(id=t.id, school_id=t.school_id, name=t.name, bound=t.user_id is not None) for t in rows
         ]
         self.send(TeacherPage(items=items, next_cursor=cursor))
 
-    @idempotent
     async def post(self, school_id: str) -> None:
         data = self.body(TeacherIn)
         settings = self.deps.settings
-        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             teacher, code = await organisation.create_teacher(
                 session,
                 school,
@@ -239,14 +249,16 @@ class TeacherCodeHandler(ApiHandler):
             body=EmptyIn,
             response=BindingCodeOut,
             status=201,
-            roles=("school_admin", "district_admin"),
+            roles=ADMIN_ROLES,
             errors=(401, 403, 404, 409),
+            scope=Scope.school,
+            audit=AuditAction.teacher_code_issued,
         )
     }
 
     async def post(self, school_id: str, teacher_id: str) -> None:
         self.body(EmptyIn)
-        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             code = await organisation.reissue_teacher_code(
                 session,
                 school,
@@ -265,14 +277,16 @@ class GuardianCodesHandler(ApiHandler):
             body=EmptyIn,
             response=GuardianCodesOut,
             status=201,
-            roles=("school_admin", "district_admin"),
+            roles=ADMIN_ROLES,
             errors=(401, 403, 404),
+            scope=Scope.school,
+            audit=AuditAction.guardian_codes_issued,
         )
     }
 
     async def post(self, school_id: str, classroom_id: str) -> None:
         self.body(EmptyIn)
-        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             classroom = await organisation.classroom_of(session, school, self.path_uuid(classroom_id))
             codes = await organisation.issue_guardian_codes(
                 session,
@@ -296,9 +310,11 @@ class RosterImportHandler(ApiHandler):
             "列：学号、姓名、班级、年级；有任何一行出错则不导入任何数据",
             response=RosterReport,
             status=201,
-            roles=("school_admin", "district_admin"),
+            roles=ADMIN_ROLES,
             errors=(401, 403, 404, 409, 413, 415, 422),
             idempotent=True,
+            scope=Scope.school,
+            audit=AuditAction.roster_imported,
         )
     }
 
@@ -306,10 +322,9 @@ class RosterImportHandler(ApiHandler):
     def body_limit(self) -> int:
         return self.deps.settings.max_upload_bytes
 
-    @idempotent
     async def post(self, school_id: str) -> None:
         content_type = self.request.headers.get("Content-Type", "")
-        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             parsed = roster.parse_roster(
                 self.request.body, content_type, max_rows=self.deps.settings.roster_max_rows
             )
@@ -322,12 +337,14 @@ class GuardiansHandler(ApiHandler):
         "get": Operation(
             "学生的已绑定家长（含监护人同意记录）",
             response=GuardianList,
-            roles=("school_admin", "district_admin"),
+            roles=ADMIN_ROLES,
             errors=(401, 403, 404),
+            scope=Scope.school,
+            audit=AuditAction.guardians_read,
         )
     }
 
     async def get(self, school_id: str, student_id: str) -> None:
-        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             items = await organisation.guardians_of(session, school, self.path_uuid(student_id))
         self.send(GuardianList(student_id=self.path_uuid(student_id), items=items))

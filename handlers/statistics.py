@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from handlers.base import ApiHandler, Operation
-from handlers.organisation import SCHOOL_ADMINS
-from models.accounts.rules import DISTRICT_READERS
+from handlers.base import ApiHandler
+from handlers.policy import Operation, Scope
+from models.accounts.rules import ADMIN_ROLES, DISTRICT_READERS
 from models.learning import statistics
 from models.learning.rules import school_year_of
 from models.learning.schemas import LearningQuery
@@ -23,14 +23,15 @@ class SchoolLearningSummaryHandler(_YearHandler):
             "本校家长完成学时要求的比例（按年级、班级）",
             query=LearningQuery,
             response=statistics.SchoolLearningSummary,
-            roles=("school_admin", "district_admin"),
+            roles=ADMIN_ROLES,
             errors=(401, 403, 404, 422),
+            scope=Scope.school,
         )
     }
 
     async def get(self, school_id: str) -> None:
         year = self.school_year()
-        async with self.school_scope(school_id, SCHOOL_ADMINS) as (session, school):
+        async with self.school_scope(school_id) as (session, school):
             out = await statistics.school_summary(session, school, year)
         self.send(out)
 
@@ -41,14 +42,15 @@ class DistrictLearningSummaryHandler(_YearHandler):
             "全区各校家长完成学时要求的比例",
             query=LearningQuery,
             response=statistics.DistrictLearningSummary,
-            roles=("district_admin", "evaluator"),
+            roles=DISTRICT_READERS,
             errors=(401, 403, 404, 422),
+            scope=Scope.district,
         )
     }
 
     async def get(self, district_id: str) -> None:
         year = self.school_year()
-        async with self.district_scope(district_id, DISTRICT_READERS) as (session, district):
+        async with self.district_scope(district_id) as (session, district):
             out = await statistics.district_summary(session, district, year)
         self.send(out)
 
@@ -58,12 +60,13 @@ class CatalogueSummaryHandler(ApiHandler):
         "get": Operation(
             "本区课程资源数量（按层级）与区级目标的对比",
             response=statistics.CatalogueSummary,
-            roles=("district_admin", "evaluator"),
+            roles=DISTRICT_READERS,
             errors=(401, 403, 404),
+            scope=Scope.district,
         )
     }
 
     async def get(self, district_id: str) -> None:
-        async with self.district_scope(district_id, DISTRICT_READERS) as (session, district):
+        async with self.district_scope(district_id) as (session, district):
             out = await statistics.catalogue_summary(session, district)
         self.send(out)

@@ -8,19 +8,20 @@ from typing import ClassVar
 from sqlalchemy import text
 
 from handlers.base import ApiHandler
+from handlers.policy import AuthMode, Operation
 
 READY_TIMEOUT = 2.0
 
 
 class HealthHandler(ApiHandler):
-    auth_required = False
+    openapi: ClassVar = {"get": Operation("进程存活", auth=AuthMode.none)}
 
     async def get(self) -> None:
         self.send({"status": "ok"})
 
 
 class ReadyHandler(ApiHandler):
-    auth_required = False
+    openapi: ClassVar = {"get": Operation("PostgreSQL 与 Redis 可用", auth=AuthMode.none)}
 
     async def get(self) -> None:
         if self.deps.in_flight.stopping:
@@ -44,7 +45,7 @@ class ReadyHandler(ApiHandler):
 
 
 class OpenApiHandler(ApiHandler):
-    auth_required = False
+    openapi: ClassVar = {"get": Operation("OpenAPI 文档", auth=AuthMode.none)}
     document: ClassVar[bytes] = b"{}"
 
     async def get(self) -> None:

@@ -1,4 +1,5 @@
-"""The one error type every layer raises; ApiHandler renders it as RFC 9457 problem+json."""
+"""The one error type every layer raises. It says what went wrong (its class and stable `code`), never how
+HTTP spells it: handlers/problems.py maps each kind to a status and renders RFC 9457 problem+json."""
 
 from __future__ import annotations
 
@@ -6,85 +7,85 @@ from typing import Any
 
 
 class AppError(Exception):
-    status: int = 400
     code: str = "bad_request"
     title: str = "请求有误"
     # Most errors roll the transaction back; a few (a failed-login counter, a revoked token family)
     # are consequences that must be committed before the error reaches the client.
     keeps_writes: bool = False
+    # Seconds after which trying again may succeed (rate limits, a dependency that is down).
+    retry_after: int | None = None
 
     def __init__(
         self,
         detail: str | None = None,
         *,
         code: str | None = None,
-        status: int | None = None,
         title: str | None = None,
         errors: list[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
     ) -> None:
         self.detail = detail or self.title
         if code:
             self.code = code
-        if status:
-            self.status = status
         if title:
             self.title = title
         self.errors = errors
-        self.headers = headers or {}
         super().__init__(self.detail)
 
-    def problem(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "type": f"https://errors.parent-school.cn/{self.code}",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "code": self.code,
-        }
-        if self.errors is not None:
-            body["errors"] = self.errors
-        return body
+
+class BadRequest(AppError):
+    """The request cannot be read at all (not JSON, nested beyond reason)."""
 
 
 class Unauthenticated(AppError):
-    status, code, title = 401, "unauthenticated", "请先登录"
+    code, title = "unauthenticated", "请先登录"
 
 
 class Forbidden(AppError):
-    status, code, title = 403, "forbidden", "无权执行此操作"
+    code, title = "forbidden", "无权执行此操作"
 
 
 class NotFound(AppError):
-    status, code, title = 404, "not_found", "未找到"
+    code, title = "not_found", "未找到"
 
 
 class Conflict(AppError):
-    status, code, title = 409, "conflict", "操作冲突"
+    code, title = "conflict", "操作冲突"
 
 
 class PreconditionFailed(AppError):
-    status, code, title = 412, "precondition_failed", "记录已被他人修改，请刷新后重试"
+    code, title = "precondition_failed", "记录已被他人修改，请刷新后重试"
+
+
+class PreconditionRequired(AppError):
+    code, title = "precondition_required", "修改前请带上 If-Match（记录的 ETag），以免覆盖他人的修改"
 
 
 class PayloadTooLarge(AppError):
-    status, code, title = 413, "payload_too_large", "请求内容过大"
+    code, title = "payload_too_large", "请求内容过大"
 
 
 class UnsupportedMediaType(AppError):
-    status, code, title = 415, "unsupported_media_type", "不支持的内容类型"
+    code, title = "unsupported_media_type", "不支持的内容类型"
 
 
 class ValidationFailed(AppError):
-    status, code, title = 422, "validation_error", "提交的内容不符合要求"
+    code, title = "validation_error", "提交的内容不符合要求"
+
+
+class UpstreamFailed(AppError):
+    """A service we call (WeChat) answered with an error of its own."""
+
+    code, title = "upstream_error", "外部服务返回错误"
 
 
 class RateLimited(AppError):
-    status, code, title = 429, "rate_limited", "请求过于频繁，请稍后再试"
+    code, title = "rate_limited", "请求过于频繁，请稍后再试"
 
     def __init__(self, retry_after: int, detail: str | None = None, *, code: str | None = None) -> None:
-        super().__init__(detail, code=code, headers={"Retry-After": str(max(1, retry_after))})
+        super().__init__(detail, code=code)
+        self.retry_after = max(1, retry_after)
 
 
 class ServiceUnavailable(AppError):
-    status, code, title = 503, "service_unavailable", "服务暂时不可用，请稍后再试"
+    code, title = "service_unavailable", "服务暂时不可用，请稍后再试"
+    retry_after = 2

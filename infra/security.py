@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import time
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -52,8 +51,9 @@ class TokenSigner:
         # up to two hours, and verifying it again each time costs more than the rest of a cached GET.
         self._verified: dict[str, AccessClaims] = {}
 
-    def issue(self, user_id: str, session_id: str, now: float | None = None) -> str:
-        issued = int(now if now is not None else time.time())
+    def issue(self, user_id: str, session_id: str, now: float) -> str:
+        """`now` comes from the service's one clock (infra.clock), as for `verify`."""
+        issued = int(now)
         payload = {
             "sub": user_id,
             "sid": session_id,
@@ -65,14 +65,14 @@ class TokenSigner:
         }
         return jwt.encode(payload, self._secret, algorithm=JWT_ALGORITHM)
 
-    def verify(self, token: str) -> AccessClaims:
+    def verify(self, token: str, now: float) -> AccessClaims:
         claims = self._verified.get(token)
         if claims is None:
             claims = self._verify(token)
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()
             self._verified[token] = claims
-        if claims.expires_at <= time.time():
+        if claims.expires_at <= now:
             raise TokenError("Signature has expired")
         return claims
 

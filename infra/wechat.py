@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urljoin
 from redis.asyncio import Redis
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from infra.errors import AppError, Forbidden, RateLimited, ServiceUnavailable, Unauthenticated
+from infra.errors import AppError, Forbidden, RateLimited, ServiceUnavailable, Unauthenticated, UpstreamFailed
 from infra.redis import Keys
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,8 @@ class WechatIdentity:
     unionid: str | None
 
 
-class WechatError(AppError):
-    status, code, title = 502, "wechat_error", "微信服务返回错误"
+class WechatError(UpstreamFailed):
+    code, title = "wechat_error", "微信服务返回错误"
     # WeChat's own errcode when it gave one, so a caller can tell a permanent refusal from a hiccup.
     errcode: int | None = None
 

@@ -1,6 +1,7 @@
 """Imports every area's tables so the metadata (and Alembic) sees all of them."""
 
 from models.accounts import tables as accounts_tables
+from models.audit import tables as audit_tables
 from models.catalog import tables as catalog_tables
 from models.evening_classes import tables as evening_class_tables
 from models.idempotency import tables as idempotency_tables
@@ -9,6 +10,7 @@ from models.notifications import tables as notifications_tables
 
 __all__ = [
     "accounts_tables",
+    "audit_tables",
     "catalog_tables",
     "evening_class_tables",
     "idempotency_tables",

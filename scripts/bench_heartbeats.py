@@ -649,7 +649,10 @@ def mint_tokens(secret: str, user_ids: list[uuid.UUID], path: Path) -> None:
     from infra.security import TokenSigner
 
     signer = TokenSigner(secret, JWT_ISSUER, TOKEN_TTL)
-    path.write_text("\n".join(signer.issue(str(u), session_id=str(uuid.uuid4())) for u in user_ids) + "\n")
+    path.write_text(
+        "\n".join(signer.issue(str(u), session_id=str(uuid.uuid4()), now=time.time()) for u in user_ids)
+        + "\n"
+    )
 
 
 # ==== driver =========================================================================================

@@ -756,7 +756,7 @@ def mint_tokens(secret: str, user_ids: list[uuid.UUID]) -> list[str]:
     from infra.security import TokenSigner
 
     signer = TokenSigner(secret, JWT_ISSUER, TOKEN_TTL)
-    return [signer.issue(str(u), session_id=str(uuid.uuid4())) for u in user_ids]
+    return [signer.issue(str(u), session_id=str(uuid.uuid4()), now=time.time()) for u in user_ids]
 
 
 # ==== driver: the plan ===============================================================================

@@ -22,6 +22,7 @@ from handlers import (
 )
 from handlers.base import ApiHandler, NotFoundHandler
 from handlers.deps import Deps
+from handlers.policy import Scope
 from server.openapi import build_openapi
 
 access_log = logging.getLogger("access")
@@ -105,7 +106,7 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
         status,
         1000.0 * handler.request.request_time(),
         getattr(handler, "request_id", "-"),
-        getattr(handler, "user_id", None) or "-",
+        getattr(handler, "recorded_user_id", None) or "-",
     )
     if status >= 500:
         access_log.error("%s %s %d %.1fms rid=%s uid=%s", *fields)
@@ -127,7 +128,25 @@ def _grouped(routes: list[tuple[str, type[ApiHandler]]], args: dict[str, Deps]) 
     return [Rule(PathMatches(re.escape(group) + "(?:/.*)?$"), rules) for group, rules in groups.items()]
 
 
+def check_declarations(routes: list[tuple[str, type[ApiHandler]]]) -> None:
+    """Each Operation's scope names what its path holds: a route cannot claim a school scope it never
+    checks, nor take an id that no scope covers."""
+    for path, handler in routes:
+        ids = set(re.findall(r"{(\w+)}", path))
+        for verb, op in handler.openapi.items():
+            where = f"{verb.upper()} {path}"
+            if (op.scope is Scope.school) != ("school_id" in ids):
+                raise ValueError(f"{where}: scope {op.scope} but path ids {sorted(ids)}")
+            if op.scope is Scope.district and "district_id" not in ids:
+                raise ValueError(f"{where}: scope district without {{district_id}}")
+            if op.scope is Scope.none and ids:
+                raise ValueError(f"{where}: ids {sorted(ids)} in the path but no scope checks them")
+            if op.scope is Scope.family and not path.startswith(f"{API}/me/"):
+                raise ValueError(f"{where}: a family scope lives under /me/")
+
+
 def make_app(deps: Deps) -> tornado.web.Application:
+    check_declarations(ROUTES)
     system.OpenApiHandler.document = orjson.dumps(build_openapi(ROUTES))
     args = {"deps": deps}
     rules = _grouped(ROUTES + UNDOCUMENTED, args)

@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from handlers.base import ApiHandler, Operation
+from handlers.base import ApiHandler
+from handlers.policy import Operation
 
 PROBLEM = {
     "type": "object",
@@ -83,8 +84,13 @@ def _operation(
     result: dict[str, Any] = {"summary": op.summary, "parameters": parameters, "responses": responses}
     if op.body is not None:
         result["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(op.body)}}}
-    if handler.auth_required:
+    if op.authenticated:
         result["security"] = [{"bearer": []}]
     if op.roles:
-        result["x-roles"] = list(op.roles)
+        result["x-roles"] = sorted(r.value for r in op.roles)
+    result["x-scope"] = op.scope.value
+    if op.audit is not None:
+        result["x-audit"] = op.audit.value
+    if not op.records_identity:
+        result["x-records-identity"] = False
     return result

@@ -142,8 +142,21 @@ async def token_for(deps: Deps, user_id: uuid.UUID) -> str:
 
 @dataclass
 class Actor:
+    """A signed-in user. `token` is an access token of their login session issued at the service's clock
+    now, so a test that moves the clock forwards by days still calls as a user who is signed in."""
+
     user_id: uuid.UUID
-    token: str
+    session_id: str
+    deps: Deps
+
+    @property
+    def token(self) -> str:
+        return self.deps.signer.issue(str(self.user_id), self.session_id, now=self.deps.clock().timestamp())
+
+
+async def signed_in(deps: Deps, user_id: uuid.UUID) -> Actor:
+    token = await token_for(deps, user_id)
+    return Actor(user_id, deps.signer.verify(token, now=deps.clock().timestamp()).session_id, deps)
 
 
 @dataclass
@@ -210,7 +223,7 @@ async def make_world(deps: Deps) -> World:
         teacher_a,
     )
     for label, user in users.items():
-        world.actors[label] = Actor(user.id, await token_for(deps, user.id))
+        world.actors[label] = await signed_in(deps, user.id)
     return world
 
 
@@ -380,7 +393,7 @@ async def make_parents(deps: Deps, classroom: Classroom, n: int) -> list[Actor]:
                 for user, student in zip(users, students, strict=True)
             ]
         )
-    return [Actor(u.id, deps.signer.issue(str(u.id), str(uuid.uuid4()))) for u in users]
+    return [Actor(u.id, str(uuid.uuid4()), deps) for u in users]
 
 
 async def allow_messages(s: AsyncSession, user_id: uuid.UUID, template_id: str, n: int) -> None:

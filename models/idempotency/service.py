@@ -1,6 +1,6 @@
 """Idempotency-Key records in PostgreSQL, written in the same transaction as the request's own writes.
 
-Redis answers replays fast (handlers.base.idempotent), but what it holds can be lost (a restart without
+Redis answers replays fast (handlers.idempotency), but what it holds can be lost (a restart without
 persistence) or left pending (a process killed mid-request). What is kept here cannot disagree with the
 writes: the record commits with them or not at all, so a request is never carried out twice under one
 key, whatever Redis remembers."""
@@ -22,7 +22,7 @@ PURGE_BATCH = 100  # expired records deleted by each new one
 
 class AlreadyCarriedOut(Exception):
     """The key's request was carried out before: this one's writes are rolled back, and
-    handlers.base.idempotent answers from the record instead."""
+    handlers.idempotency answers from the record instead."""
 
 
 @dataclass(frozen=True)

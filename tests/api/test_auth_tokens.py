@@ -319,5 +319,5 @@ async def test_token_of_a_disabled_user_is_refused_once_the_cache_drops(api: Api
 
 
 async def test_token_of_a_user_that_does_not_exist_is_refused(api: Api, deps: Deps) -> None:
-    token = deps.signer.issue(str(uuid.uuid4()), str(uuid.uuid4()))
+    token = deps.signer.issue(str(uuid.uuid4()), str(uuid.uuid4()), now=time.time())
     _assert_problem(await api.get(ME, token=token), 401, "invalid_token")

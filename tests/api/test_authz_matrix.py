@@ -28,8 +28,9 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from handlers.base import ApiHandler, Operation
+from handlers.base import ApiHandler
 from handlers.deps import Deps
+from handlers.policy import Operation, Scope
 from models.accounts.tables import Classroom, District, School, Student, Teacher
 from models.evening_classes.rules import checkin_token
 from models.evening_classes.tables import EveningClass, Signup
@@ -66,12 +67,12 @@ class Route:
 
     @property
     def scope(self) -> str | None:
-        """What the route's first path id names: a school, a district, a course, a lesson, a
-        certificate, or nothing."""
-        if "{school_id}" in self.path:
-            return "school"
-        if "{district_id}" in self.path:
-            return "district"
+        """What the operation's declared scope checks the caller against: a school, a district, or the
+        record its path names (a course, a lesson, an evening class, a certificate); None for nothing."""
+        if self.op.scope in (Scope.school, Scope.district):
+            return self.op.scope.value
+        if self.op.scope is Scope.none:
+            return None
         if "{certificate_id}" in self.path:
             return "certificate"
         if "{class_id}" in self.path:
@@ -93,7 +94,7 @@ def documented_routes() -> list[Route]:
     ]
 
 
-AUTHENTICATED_ROUTES = [r for r in documented_routes() if r.handler.auth_required]
+AUTHENTICATED_ROUTES = [r for r in documented_routes() if r.op.authenticated]
 
 
 # ---- the world every case runs in ------------------------------------------------------------------

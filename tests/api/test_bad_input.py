@@ -56,7 +56,7 @@ async def row_counts(deps: Deps) -> dict[str, int]:
 
 def _caller(ctx: Ctx, route: Route) -> tuple[str | None, Any]:
     """Someone allowed to succeed on this route, and where (login endpoints: nobody, nowhere)."""
-    if not route.handler.auth_required:
+    if not route.op.authenticated:
         return None, None
     return next(
         (actor, target)

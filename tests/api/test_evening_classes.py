@@ -479,11 +479,10 @@ async def test_sign_up_confirms_then_waitlists_in_order(api: Api, deps: Deps, sc
 async def test_sign_up_only_within_the_window_and_the_audience(api: Api, deps: Deps, scene: Scene) -> None:
     opens, closes = NOW + timedelta(hours=1), EVENING - timedelta(hours=3)
     class_id = await new_class(deps, scene, signup_opens_at=opens, signup_closes_at=closes)
-    token = scene.token("parent_a")
-    early = await sign_up(api, token, class_id)
+    early = await sign_up(api, scene.token("parent_a"), class_id)
     assert early.status == 409 and early.code == "signup_closed"
     scene.clock.now = opens
-    assert (await sign_up(api, token, class_id)).status == 201
+    assert (await sign_up(api, scene.token("parent_a"), class_id)).status == 201
     [late] = await make_parents(deps, scene.world.classroom_a, 1)
     scene.clock.now = closes
     refused = await sign_up(api, late.token, class_id)
@@ -493,7 +492,7 @@ async def test_sign_up_only_within_the_window_and_the_audience(api: Api, deps: D
 
     outsider = await sign_up(api, scene.token("parent_b"), class_id)
     assert outsider.status == 404
-    assert (await sign_up(api, token, uuid.uuid4())).status == 404
+    assert (await sign_up(api, scene.token("parent_a"), uuid.uuid4())).status == 404
     assert (await detail(api, scene.token("teacher_a"), class_id))["seats_left"] == 28
 
 
@@ -939,22 +938,21 @@ async def test_scanning_the_rotating_code_marks_present_and_credits_once(
     api: Api, deps: Deps, scene: Scene
 ) -> None:
     class_id = await new_class(deps, scene)
-    parent, teacher = scene.token("parent_a"), scene.token("teacher_a")
-    assert (await sign_up(api, parent, class_id)).status == 201
+    assert (await sign_up(api, scene.token("parent_a"), class_id)).status == 201
     scene.clock.now = EVENING - timedelta(minutes=10)
 
-    shown = await checkin_code(api, teacher, class_id)
+    shown = await checkin_code(api, scene.token("teacher_a"), class_id)
     assert shown.status == 200 and shown.headers["Cache-Control"] == "no-store"
     code = shown.json()
     assert code["period_seconds"] == 30
     assert at(code["next_token_at"]) == scene.clock.now + timedelta(seconds=30)
     scene.clock.tick(30)
-    rotated = (await checkin_code(api, teacher, class_id)).json()
+    rotated = (await checkin_code(api, scene.token("teacher_a"), class_id)).json()
     assert rotated["token"] != code["token"]
-    assert (await checkin_code(api, teacher, class_id)).json()["token"] == rotated["token"]
+    assert (await checkin_code(api, scene.token("teacher_a"), class_id)).json()["token"] == rotated["token"]
 
     # The code shown just before the change still works (a parent scanning as it changes).
-    present = await check_in(api, parent, class_id, code["token"])
+    present = await check_in(api, scene.token("parent_a"), class_id, code["token"])
     assert present.status == 201, present.body
     assert present.json() == {
         "class_id": str(class_id),
@@ -963,7 +961,7 @@ async def test_scanning_the_rotating_code_marks_present_and_credits_once(
         "method": "qr",
         "already_recorded": False,
     }
-    [credit] = await evening_credits(api, parent)
+    [credit] = await evening_credits(api, scene.token("parent_a"))
     assert (credit["tier"], credit["class_hours"], credit["course_id"]) == (
         "general",
         2,
@@ -971,62 +969,60 @@ async def test_scanning_the_rotating_code_marks_present_and_credits_once(
     )
     assert credit["course_title"] == "亲子沟通的艺术"
 
-    again = await check_in(api, parent, class_id, rotated["token"])
+    again = await check_in(api, scene.token("parent_a"), class_id, rotated["token"])
     assert again.status == 200 and again.json()["already_recorded"] is True
-    assert len(await evening_credits(api, parent)) == 1
-    assert (await detail(api, parent, class_id))["my_signup"]["present"] is True
+    assert len(await evening_credits(api, scene.token("parent_a"))) == 1
+    assert (await detail(api, scene.token("parent_a"), class_id))["my_signup"]["present"] is True
 
 
 async def test_expired_forged_and_foreign_check_in_tokens(api: Api, deps: Deps, scene: Scene) -> None:
     class_id = await new_class(deps, scene)
     other_id = await new_class(deps, scene, starts_at=EVENING + timedelta(minutes=15))
-    parent, teacher = scene.token("parent_a"), scene.token("teacher_a")
-    assert (await sign_up(api, parent, class_id)).status == 201
+    assert (await sign_up(api, scene.token("parent_a"), class_id)).status == 201
     scene.clock.now = EVENING - timedelta(minutes=5)
-    old = (await checkin_code(api, teacher, class_id)).json()["token"]
-    foreign = (await checkin_code(api, teacher, other_id)).json()["token"]
+    old = (await checkin_code(api, scene.token("teacher_a"), class_id)).json()["token"]
+    foreign = (await checkin_code(api, scene.token("teacher_a"), other_id)).json()["token"]
     scene.clock.tick(60)  # two periods later: a photo of the screen from a minute ago
 
-    expired = await check_in(api, parent, class_id, old)
+    expired = await check_in(api, scene.token("parent_a"), class_id, old)
     assert expired.status == 409 and expired.code == "checkin_token_expired"
     raw = base64.urlsafe_b64decode(old + "=" * (-len(old) % 4))
     period = int.from_bytes(raw[:8], "big")
     forged_mac = base64.urlsafe_b64encode((period + 2).to_bytes(8, "big") + os.urandom(12)).decode()
     guessed_key, _ = checkin_token(b"not the key", str(class_id), scene.clock.now)
     for bad in (forged_mac.rstrip("="), guessed_key, "garbled!!", "签到码", "A" * 64, foreign):
-        response = await check_in(api, parent, class_id, bad)
+        response = await check_in(api, scene.token("parent_a"), class_id, bad)
         assert response.status == 422 and response.code == "invalid_checkin_token", (bad, response.body)
-    assert await evening_credits(api, parent) == []
+    assert await evening_credits(api, scene.token("parent_a")) == []
 
-    current = (await checkin_code(api, teacher, class_id)).json()["token"]
-    assert (await check_in(api, parent, class_id, current)).status == 201
+    current = (await checkin_code(api, scene.token("teacher_a"), class_id)).json()["token"]
+    assert (await check_in(api, scene.token("parent_a"), class_id, current)).status == 201
 
 
 async def test_check_in_only_around_the_class_and_only_with_a_confirmed_seat(
     api: Api, deps: Deps, scene: Scene
 ) -> None:
     class_id = await new_class(deps, scene, capacity=1)
-    parent, teacher = scene.token("parent_a"), scene.token("teacher_a")
     [waiting] = await make_parents(deps, scene.world.classroom_a, 1)
-    assert (await sign_up(api, parent, class_id)).json()["status"] == "confirmed"
+    assert (await sign_up(api, scene.token("parent_a"), class_id)).json()["status"] == "confirmed"
     assert (await sign_up(api, waiting.token, class_id)).json()["status"] == "waitlisted"
 
     scene.clock.now = EVENING - timedelta(minutes=31)
-    early = await checkin_code(api, teacher, class_id)
+    early = await checkin_code(api, scene.token("teacher_a"), class_id)
     assert early.status == 409 and early.code == "checkin_closed"
     genuine, _ = checkin_token(checkin_key(deps), str(class_id), scene.clock.now)
-    refused = await check_in(api, parent, class_id, genuine)
+    refused = await check_in(api, scene.token("parent_a"), class_id, genuine)
     assert refused.status == 409 and refused.code == "checkin_closed"
     too_soon = await api.request(
         "PUT",
         f"{API}/evening-classes/{class_id}/attendance/{scene.user('parent_a')}",
         json_body={},
-        token=teacher,
+        token=scene.token("teacher_a"),
     )
     assert too_soon.status == 409 and too_soon.code == "checkin_closed"
 
     scene.clock.now = EVENING - timedelta(minutes=30)
-    code = (await checkin_code(api, teacher, class_id)).json()["token"]
+    code = (await checkin_code(api, scene.token("teacher_a"), class_id)).json()["token"]
     waitlisted = await check_in(api, waiting.token, class_id, code)
     assert waitlisted.status == 409 and waitlisted.code == "not_confirmed"
     [stranger] = await make_parents(deps, scene.world.classroom_a, 1)
@@ -1035,25 +1031,24 @@ async def test_check_in_only_around_the_class_and_only_with_a_confirmed_seat(
 
     # Half an hour after the end the code still shows; a second later it is over.
     scene.clock.now = EVENING + timedelta(minutes=90 + 30)
-    last = await checkin_code(api, teacher, class_id)
+    last = await checkin_code(api, scene.token("teacher_a"), class_id)
     assert last.status == 200
     scene.clock.tick(1)
-    late = await check_in(api, parent, class_id, last.json()["token"])
+    late = await check_in(api, scene.token("parent_a"), class_id, last.json()["token"])
     assert late.status == 409 and late.code == "checkin_closed"
-    assert (await checkin_code(api, teacher, class_id)).code == "checkin_closed"
-    assert await evening_credits(api, parent) == []
+    assert (await checkin_code(api, scene.token("teacher_a"), class_id)).code == "checkin_closed"
+    assert await evening_credits(api, scene.token("parent_a")) == []
 
 
 async def test_the_teacher_marks_attendance_on_the_roster(api: Api, deps: Deps, scene: Scene) -> None:
     class_id = await new_class(deps, scene, capacity=2)
-    teacher = scene.token("teacher_a")
     a, b, c = await make_parents(deps, scene.world.classroom_a, 3)
     for parent in (a, b, c):
         assert (await sign_up(api, parent.token, class_id)).status == 201
     scene.clock.now = EVENING + timedelta(minutes=5)
 
     url = f"{API}/evening-classes/{class_id}/attendance"
-    marked = await api.request("PUT", f"{url}/{a.user_id}", json_body={}, token=teacher)
+    marked = await api.request("PUT", f"{url}/{a.user_id}", json_body={}, token=scene.token("teacher_a"))
     assert marked.status == 200, marked.body
     assert marked.json() == {
         "class_id": str(class_id),
@@ -1062,10 +1057,10 @@ async def test_the_teacher_marks_attendance_on_the_roster(api: Api, deps: Deps, 
         "method": "roster",
         "already_recorded": False,
     }
-    again = await api.request("PUT", f"{url}/{a.user_id}", json_body={}, token=teacher)
+    again = await api.request("PUT", f"{url}/{a.user_id}", json_body={}, token=scene.token("teacher_a"))
     assert again.status == 200 and again.json()["already_recorded"] is True
     # The parent's phone works after all: scanning too changes nothing.
-    code = (await checkin_code(api, teacher, class_id)).json()["token"]
+    code = (await checkin_code(api, scene.token("teacher_a"), class_id)).json()["token"]
     scanned = await check_in(api, a.token, class_id, code)
     assert scanned.status == 200 and scanned.json() == {**marked.json(), "already_recorded": True}
     assert len(await evening_credits(api, a.token)) == 1
@@ -1073,10 +1068,10 @@ async def test_the_teacher_marks_attendance_on_the_roster(api: Api, deps: Deps, 
     assert (await check_in(api, b.token, class_id, code)).status == 201
     [credit] = await evening_credits(api, b.token)
     assert credit["class_hours"] == 2
-    nobody = await api.request("PUT", f"{url}/{uuid.uuid4()}", json_body={}, token=teacher)
+    nobody = await api.request("PUT", f"{url}/{uuid.uuid4()}", json_body={}, token=scene.token("teacher_a"))
     assert nobody.status == 404
 
-    listed = await roster(api, teacher, class_id)
+    listed = await roster(api, scene.token("teacher_a"), class_id)
     assert (listed["capacity"], listed["confirmed"], listed["waitlisted"], listed["present"]) == (2, 2, 1, 2)
     assert [(e["parent_id"], e["status"], e["position"], e["present"]) for e in listed["items"]] == [
         (str(a.user_id), "confirmed", None, True),

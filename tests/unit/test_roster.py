@@ -8,6 +8,7 @@ from typing import Any
 import openpyxl
 import pytest
 
+from handlers.problems import status_of
 from infra.config import Settings
 from infra.errors import UnsupportedMediaType
 from models.accounts.errors import RosterInvalid
@@ -59,7 +60,7 @@ def test_csv_in_the_encodings_excel_and_editors_save(encoding: str) -> None:
 def test_csv_in_an_unknown_encoding_is_rejected_as_unreadable() -> None:
     data = csv_of(HEADER, "2025001,张三,三年级1班,3", encoding="utf-16")
     error = invalid(data)
-    assert error.status == 422 and "编码" in error.detail
+    assert status_of(error) == 422 and "编码" in error.detail
 
 
 def test_xlsx_numbers_become_text_and_rows_keep_their_excel_numbers() -> None:
@@ -100,7 +101,7 @@ def test_english_headers_in_any_order_and_extra_columns_are_accepted() -> None:
 
 def test_missing_columns_are_named_on_the_header_row() -> None:
     error = invalid(csv_of("学号,姓名", "1,张三"))
-    assert error.status == 422
+    assert status_of(error) == 422
     assert "班级" in error.detail and "年级" in error.detail
     assert error.errors == [
         {"row": 1, "field": "classroom", "msg": "缺少“班级”列（也可写作 classroom）"},
@@ -115,7 +116,7 @@ def test_a_file_without_any_known_header_lists_every_column_missing() -> None:
 
 @pytest.mark.parametrize("data", [b"", b"\r\n\r\n", csv_of(HEADER), csv_of(HEADER, ",,,", "")])
 def test_a_file_without_students_is_rejected(data: bytes) -> None:
-    assert invalid(data).status == 422
+    assert status_of(invalid(data)) == 422
 
 
 # ---- rows --------------------------------------------------------------------------------------------

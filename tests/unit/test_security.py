@@ -39,14 +39,14 @@ def test_token_round_trip_carries_user_session_and_expiry() -> None:
     signer = TokenSigner(SECRET, "parent-school", ttl=600)
     user_id, session_id = str(uuid.uuid4()), str(uuid.uuid4())
     before = int(time.time())
-    claims = signer.verify(signer.issue(user_id, session_id))
+    claims = signer.verify(signer.issue(user_id, session_id, now=time.time()), now=time.time())
     assert claims.user_id == user_id
     assert claims.session_id == session_id
     assert before + 600 <= claims.expires_at <= int(time.time()) + 600
 
 
 def test_token_header_names_hs256_only() -> None:
-    token = TokenSigner(SECRET, "parent-school", ttl=600).issue("u", "s")
+    token = TokenSigner(SECRET, "parent-school", ttl=600).issue("u", "s", now=time.time())
     assert jwt.get_unverified_header(token)["alg"] == JWT_ALGORITHM == "HS256"
 
 
@@ -54,15 +54,15 @@ def test_expired_token_is_refused() -> None:
     signer = TokenSigner(SECRET, "parent-school", ttl=60)
     token = signer.issue("u", "s", now=time.time() - 61)
     with pytest.raises(TokenError):
-        signer.verify(token)
+        signer.verify(token, now=time.time())
 
 
 def test_token_from_another_secret_or_issuer_is_refused() -> None:
-    token = TokenSigner(SECRET, "parent-school", ttl=600).issue("u", "s")
+    token = TokenSigner(SECRET, "parent-school", ttl=600).issue("u", "s", now=time.time())
     with pytest.raises(TokenError):
-        TokenSigner(SECRET + "x", "parent-school", ttl=600).verify(token)
+        TokenSigner(SECRET + "x", "parent-school", ttl=600).verify(token, now=time.time())
     with pytest.raises(TokenError):
-        TokenSigner(SECRET, "someone-else", ttl=600).verify(token)
+        TokenSigner(SECRET, "someone-else", ttl=600).verify(token, now=time.time())
 
 
 def test_token_of_another_type_is_refused() -> None:
@@ -70,7 +70,7 @@ def test_token_of_another_type_is_refused() -> None:
     payload = {"sub": "u", "sid": "s", "iss": "parent-school", "iat": now, "exp": now + 60, "typ": "refresh"}
     token = jwt.encode(payload, SECRET, algorithm="HS256")
     with pytest.raises(TokenError, match="not an access token"):
-        TokenSigner(SECRET, "parent-school", ttl=600).verify(token)
+        TokenSigner(SECRET, "parent-school", ttl=600).verify(token, now=time.time())
 
 
 def test_token_missing_a_required_claim_is_refused() -> None:
@@ -78,7 +78,7 @@ def test_token_missing_a_required_claim_is_refused() -> None:
     payload = {"sub": "u", "iss": "parent-school", "iat": now, "exp": now + 60, "typ": "access"}  # no sid
     token = jwt.encode(payload, SECRET, algorithm="HS256")
     with pytest.raises(TokenError):
-        TokenSigner(SECRET, "parent-school", ttl=600).verify(token)
+        TokenSigner(SECRET, "parent-school", ttl=600).verify(token, now=time.time())
 
 
 def _segment(data: dict[str, object]) -> str:
@@ -96,7 +96,7 @@ def test_only_the_exact_header_this_service_issues_is_accepted() -> None:
     now = int(time.time())
     claims = {"sub": "u", "sid": "s", "iss": "parent-school", "iat": now, "exp": now + 60, "typ": "access"}
     payload = _segment(claims)
-    assert signer.verify(jwt.encode(claims, SECRET, algorithm="HS256")).user_id == "u"
+    assert signer.verify(jwt.encode(claims, SECRET, algorithm="HS256"), now=time.time()).user_id == "u"
     refused = [
         f"{_segment({'alg': 'none', 'typ': 'JWT'})}.{payload}.",  # unsigned
         jwt.encode(claims, SECRET, algorithm="HS512"),  # another algorithm, same secret
@@ -105,14 +105,14 @@ def test_only_the_exact_header_this_service_issues_is_accepted() -> None:
     ]
     for token in refused:
         with pytest.raises(TokenError):
-            signer.verify(token)
+            signer.verify(token, now=time.time())
 
 
 def test_a_tampered_or_malformed_token_is_refused() -> None:
     signer = TokenSigner(SECRET, "parent-school", ttl=600)
-    token = signer.issue("u", "s")
+    token = signer.issue("u", "s", now=time.time())
     header, payload, signature = token.split(".")
-    other_payload = signer.issue("someone-else", "s").split(".")[1]
+    other_payload = signer.issue("someone-else", "s", now=time.time()).split(".")[1]
     for bad in [
         f"{header}.{other_payload}.{signature}",  # another payload under this signature
         f"{header}.{payload}.{signature[:-2]}",  # a cut signature
@@ -125,23 +125,23 @@ def test_a_tampered_or_malformed_token_is_refused() -> None:
         "not a token at all",
     ]:
         with pytest.raises(TokenError):
-            signer.verify(bad)
+            signer.verify(bad, now=time.time())
 
 
 def test_claims_of_the_wrong_type_are_refused_even_when_signed() -> None:
     signer = TokenSigner(SECRET, "parent-school", ttl=600)
-    header = signer.issue("u", "s").split(".")[0]
+    header = signer.issue("u", "s", now=time.time()).split(".")[0]
     now = int(time.time())
     good = {"sub": "u", "sid": "s", "iss": "parent-school", "iat": now, "exp": now + 60, "typ": "access"}
-    assert signer.verify(_signed(header, _segment(good))).session_id == "s"
+    assert signer.verify(_signed(header, _segment(good)), now=time.time()).session_id == "s"
     for change in [{"exp": str(now + 60)}, {"exp": True}, {"sub": 7}, {"iat": None}, {"iss": None}]:
         with pytest.raises(TokenError):
-            signer.verify(_signed(header, _segment({**good, **change})))
+            signer.verify(_signed(header, _segment({**good, **change})), now=time.time())
     not_json = base64.urlsafe_b64encode(b"{not json").rstrip(b"=").decode()
     with pytest.raises(TokenError):
-        signer.verify(_signed(header, not_json))
+        signer.verify(_signed(header, not_json), now=time.time())
     with pytest.raises(TokenError):
-        signer.verify(_signed(header, _segment([good])))  # type: ignore[arg-type]
+        signer.verify(_signed(header, _segment([good])), now=time.time())  # type: ignore[arg-type]
 
 
 # ---- refresh tokens ---------------------------------------------------------------------------------
