@@ -22,6 +22,7 @@ from handlers.authentication import Caller, authenticate, bearer_token
 from handlers.deps import Deps
 from handlers.idempotency import Claim, Replay
 from handlers.policy import AuthMode, Operation, Scope
+from handlers.validation import validation_errors
 from infra.errors import (
     AppError,
     BadRequest,
@@ -45,18 +46,10 @@ M = TypeVar("M", bound=BaseModel)
 VERBS = ("get", "post", "put", "patch", "delete")
 
 
-def _validation_errors(exc: ValidationError, where: str) -> list[dict[str, Any]]:
-    return [{"loc": [where, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-
-
 def _nul_characters(value: Any, loc: list[Any]) -> list[dict[str, Any]]:
     """PostgreSQL text cannot hold U+0000; a string carrying one is invalid input, not a server error."""
     if isinstance(value, str):
-        return (
-            [{"loc": loc, "msg": "must not contain NUL characters", "type": "string_nul"}]
-            if "\x00" in value
-            else []
-        )
+        return [{"loc": loc, "msg": "不能含有 NUL 字符", "type": "string_nul"}] if "\x00" in value else []
     if isinstance(value, dict):
         return [
             e for k, v in value.items() for e in _nul_characters(v, [*loc, k]) + _nul_characters(k, [*loc, k])
@@ -160,7 +153,7 @@ class ApiHandler(tornado.web.RequestHandler):
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise ValidationFailed(errors=_validation_errors(exc, "body")) from exc
+            raise ValidationFailed(errors=validation_errors(exc, "body")) from exc
 
     def query(self, model: type[M]) -> M:
         args: dict[str, Any] = {}
@@ -172,7 +165,7 @@ class ApiHandler(tornado.web.RequestHandler):
         try:
             return model.model_validate(args)
         except ValidationError as exc:
-            raise ValidationFailed(errors=_validation_errors(exc, "query")) from exc
+            raise ValidationFailed(errors=validation_errors(exc, "query")) from exc
 
     @staticmethod
     def path_uuid(value: str) -> uuid.UUID:

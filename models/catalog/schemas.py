@@ -72,9 +72,9 @@ class CourseIn(BaseModel):
     def _video_matches_tier(self) -> CourseIn:
         has_video = self.video_seconds is not None and self.media_url is not None
         if self.tier == Tier.online and not has_video:
-            raise ValueError("online lessons need video_seconds and media_url")
+            raise ValueError("网络课需要视频时长和视频地址")
         if self.tier != Tier.online and (self.video_seconds is not None or self.media_url is not None):
-            raise ValueError("only online lessons carry a video")
+            raise ValueError("只有网络课带视频")
         return self
 
 

@@ -33,15 +33,15 @@ class EveningClassIn(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> EveningClassIn:
         if self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must be after starts_at")
+            raise ValueError("下课时间应晚于开课时间")
         if self.place is None and self.meeting_url is None:
-            raise ValueError("place or meeting_url is required")
+            raise ValueError("请填写地点或线上会议链接")
         if (self.audience == "grades") != (self.grades is not None):
-            raise ValueError("grades are given exactly when audience is 'grades'")
+            raise ValueError("面向年级时请填写年级，其他情况不填")
         if (self.audience == "classrooms") != (self.classroom_ids is not None):
-            raise ValueError("classroom_ids are given exactly when audience is 'classrooms'")
+            raise ValueError("面向班级时请选择班级，其他情况不选")
         if self.grades and any(not 0 <= g <= 12 for g in self.grades):
-            raise ValueError("grades are 0–12")
+            raise ValueError("年级应为 0–12")
         return self
 
 
