@@ -23,6 +23,7 @@ class _TokenHandler(ApiHandler):
         await self.deps.redis.set(
             self.deps.keys.principal(str(issued.user_id)), principal.model_dump_json(), ex=600
         )
+        self.set_header("Cache-Control", "no-store")  # tokens (RFC 6749 §5.1)
         return TokenOut(
             access_token=issued.access_token,
             refresh_token=issued.refresh_token,

@@ -181,7 +181,7 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     server = tornado.httpserver.HTTPServer(
         make_app(deps),
         xheaders=settings.trust_proxy_headers,
-        max_body_size=settings.max_upload_bytes + 64 * 1024,
+        max_body_size=settings.max_body_bytes,  # upload routes raise it for themselves (handlers.uploads)
     )
     server.add_sockets(sockets)
     log.info("serving on port %d (pid %d)", settings.port, os.getpid())
