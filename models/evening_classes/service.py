@@ -22,7 +22,7 @@ from infra.group_commit import RetryBatch
 from models.accounts.auth import audit
 from models.accounts.principal import Principal
 from models.accounts.rules import Role
-from models.accounts.tables import Classroom, School, User
+from models.accounts.tables import Classroom, School, Student, User
 from models.catalog.service import get_course
 from models.catalog.tables import Course, CourseAssignment
 from models.evening_classes.rules import DEFAULT_CLASSES_PER_TERM, check_token, checkin_open, term_of
@@ -258,9 +258,37 @@ async def staff_class(session: AsyncSession, principal: Principal, class_id: uui
             select(EveningClass).where(EveningClass.id == class_id, _staff_scope(principal))
         )
     ).scalar_one_or_none()
-    if found is None:
+    if found is None or (
+        found.audience == "invited" and not await _may_run_invited(session, principal, found)
+    ):
         raise NotFound("夜校课程不存在")
     return found
+
+
+async def _may_run_invited(session: AsyncSession, principal: Principal, evening: EveningClass) -> bool:
+    """An invitation-only class names families in difficult circumstances: its roster is for its
+    organiser, the school's admins (and its district's), and the head teachers of the invited children's
+    classrooms; not for every teacher of the school."""
+    if evening.created_by == principal.id or Role.school_admin in principal.school_roles(evening.school_id):
+        return True
+    school = await session.get(School, evening.school_id)
+    if school is not None and Role.district_admin in principal.district_roles(school.district_id):
+        return True
+    teacher_id = principal.teacher_id(evening.school_id)
+    if teacher_id is None:
+        return False
+    heads_an_invited_classroom = await session.scalar(
+        select(func.count())
+        .select_from(CourseAssignment)
+        .join(Student, Student.id == CourseAssignment.student_id)
+        .join(Classroom, Classroom.id == Student.classroom_id)
+        .where(
+            CourseAssignment.course_id == evening.course_id,
+            Student.school_id == evening.school_id,
+            Classroom.head_teacher_id == teacher_id,
+        )
+    )
+    return bool(heads_an_invited_classroom)
 
 
 # ---- listing -----------------------------------------------------------------------------------
@@ -635,6 +663,8 @@ async def mark_on_roster(
     ).scalar_one_or_none()
     if signup is None:
         raise NotSignedUp("这位家长没有报名这节课")
+    if signup.status != "confirmed":  # as at the QR check-in: a waitlisted parent holds no seat
+        raise NotConfirmed("这位家长在候补名单上，没有座位，不能登记出席")
     return await record_attendance(session, evening, parent_id, method="roster", marked_by=principal.id)
 
 
