@@ -113,7 +113,12 @@ class Deps:
         self.pipelined = Pipelined(self.redis)
         self.local = LocalCache(self.redis, self.keys)
         self.idempotency = IdempotencyStore(
-            self.pipelined, self.keys, self.sessions, lambda: self.clock(), s.idempotency_pending_seconds
+            self.pipelined,
+            self.keys,
+            self.sessions,
+            lambda: self.clock(),
+            s.idempotency_pending_seconds,
+            self.cipher,
         )
         self.lessons = LessonDirectory(self.sessions)
         self.progress = ProgressTracker(
