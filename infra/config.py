@@ -76,9 +76,16 @@ class Settings(BaseSettings):
     # batches, and a batch of 200 commits in a few tens of milliseconds).
     max_queued_signups: int = 2000
 
+    # Wrong passwords for one username from one address before it is locked there (models.accounts.lockout);
+    # the first lockout lasts the base, each one in a row twice the one before, up to the cap.
     password_max_failures: int = 5
+    password_lockout_base_seconds: int = 60
     password_lockout_seconds: int = 15 * 60
-    login_rate_per_minute: int = 30
+    # Per client address and endpoint, each its own bucket: a school's staff and parents often share one
+    # address (NAT), and a rush of parents logging in must not stop an admin's password login.
+    login_rate_per_minute: int = 30  # password login
+    wechat_login_rate_per_minute: int = 120
+    refresh_rate_per_minute: int = 120
 
     # Guardian consent is recorded against this privacy-policy version (PIPL art. 31).
     privacy_policy_version: str = "2025-09"
