@@ -322,7 +322,7 @@ class RosterImportHandler(UploadHandler):
     async def post(self, school_id: str) -> None:
         content_type = self.request.headers.get("Content-Type", "")
         async with self.school_scope(school_id) as (session, school):
-            parsed = roster.parse_roster(self.request.body, content_type)
+            parsed = await roster.parse_upload(self.request.body, content_type)
             report = await roster.import_roster(session, school, parsed, self.me.id)
         self.send(report, status=201)
 
