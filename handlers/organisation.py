@@ -312,7 +312,7 @@ class RosterImportHandler(UploadHandler):
             response=RosterReport,
             status=201,
             roles=ADMIN_ROLES,
-            errors=(401, 403, 404, 409, 413, 415, 422),
+            errors=(401, 403, 404, 409, 411, 413, 415, 422),
             idempotent=True,
             scope=Scope.school,
             audit=AuditAction.roster_imported,
