@@ -14,8 +14,10 @@ from models.accounts.schemas import EmptyIn, PasswordLoginIn, RefreshIn, TokenOu
 
 
 class _TokenHandler(ApiHandler):
-    async def login_rate_limit(self) -> None:
-        await self.rate_limit(f"login:{self.client_ip}", self.deps.settings.login_rate_per_minute)
+    async def login_rate_limit(self, endpoint: str, per_minute: int) -> None:
+        """Per address and endpoint: WeChat logins and refreshes from a school's shared address do not
+        use up its admins' password logins, nor the other way round."""
+        await self.rate_limit(f"{endpoint}:{self.client_ip}", per_minute)
 
     async def respond_with(self, session: AsyncSession, issued: auth.IssuedTokens) -> TokenOut:
         principal = await load_principal(session, issued.user_id)
@@ -23,6 +25,7 @@ class _TokenHandler(ApiHandler):
         await self.deps.redis.set(
             self.deps.keys.principal(str(issued.user_id)), principal.model_dump_json(), ex=600
         )
+        self.set_header("Cache-Control", "no-store")  # tokens (RFC 6749 §5.1)
         return TokenOut(
             access_token=issued.access_token,
             refresh_token=issued.refresh_token,
@@ -44,7 +47,7 @@ class WechatLoginHandler(_TokenHandler):
 
     async def post(self) -> None:
         data = self.body(WechatLoginIn)
-        await self.login_rate_limit()
+        await self.login_rate_limit("login-wechat", self.deps.settings.wechat_login_rate_per_minute)
         identity = await self.deps.wechat.code_to_session(data.code)
         async with self.transaction() as session:
             user = await auth.wechat_login(session, identity, self.deps.cipher)
@@ -72,16 +75,16 @@ class PasswordLoginHandler(_TokenHandler):
 
     async def post(self) -> None:
         data = self.body(PasswordLoginIn)
-        await self.login_rate_limit()
         settings = self.deps.settings
+        await self.login_rate_limit("login-password", settings.login_rate_per_minute)
         async with self.transaction() as session:
             user = await auth.password_login(
                 session,
                 data.username,
                 data.password,
+                address=self.client_ip,
+                lockout=self.deps.lockout,
                 now=self.deps.clock(),
-                max_failures=settings.password_max_failures,
-                lockout_seconds=settings.password_lockout_seconds,
             )
             issued = await auth.open_session(
                 session,
@@ -101,13 +104,13 @@ class RefreshHandler(_TokenHandler):
             auth=AuthMode.none,
             body=RefreshIn,
             response=TokenOut,
-            errors=(401, 422),
+            errors=(401, 422, 429),
         )
     }
 
     async def post(self) -> None:
         data = self.body(RefreshIn)
-        await self.login_rate_limit()
+        await self.login_rate_limit("refresh", self.deps.settings.refresh_rate_per_minute)
         async with self.transaction() as session:
             issued = await auth.rotate_refresh_token(
                 session,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ import orjson
 import tornado.web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from tornado.httputil import HTTPServerRequest
 
 from handlers import problems
 from handlers.authentication import Caller, authenticate, bearer_token
@@ -23,6 +25,7 @@ from handlers.deps import Deps
 from handlers.idempotency import Claim, Replay
 from handlers.policy import AuthMode, Operation, Scope
 from handlers.validation import validation_errors
+from infra.config import Settings
 from infra.errors import (
     AppError,
     BadRequest,
@@ -44,6 +47,36 @@ log = logging.getLogger("api")
 M = TypeVar("M", bound=BaseModel)
 
 VERBS = ("get", "post", "put", "patch", "delete")
+# A client's X-Request-Id goes into the access log as it is: a short token of safe characters only, so
+# that no caller can write `uid=...` or a line break into someone else's log line.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# No form of ours nests deeper than a few levels; a 1 KB body nested 500 deep cost a traceback per request.
+MAX_JSON_DEPTH = 32
+# Sent with every answer: no MIME sniffing, no referrer leaking ids in URLs, never framed.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
+
+
+def _request_id(request: HTTPServerRequest) -> str:
+    incoming = request.headers.get("X-Request-Id", "")
+    return incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels (iteratively: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _nul_characters(value: Any, loc: list[Any]) -> list[dict[str, Any]]:
@@ -87,25 +120,35 @@ class ApiHandler(tornado.web.RequestHandler):
     def on_finish(self) -> None:
         self.deps.in_flight.leave()
 
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")  # no Tornado version for a scanner to match against
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
+
     # ---- lifecycle ---------------------------------------------------------------------------
-    @property
-    def body_limit(self) -> int:
-        return self.deps.settings.max_body_bytes
+    @classmethod
+    def body_limit(cls, settings: Settings) -> int:
+        return settings.max_body_bytes
+
+    @classmethod
+    def declares_too_much(cls, request: HTTPServerRequest, settings: Settings) -> bool:
+        """A Content-Length over this route's limit: refused from the headers, before any body is read
+        (server.app routes such requests to BodyTooLargeHandler)."""
+        declared = request.headers.get("Content-Length", "")
+        return declared.isdigit() and int(declared) > cls.body_limit(settings)
 
     async def prepare(self) -> None:
-        incoming = self.request.headers.get("X-Request-Id", "")
-        self.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
-        self._common_headers()
+        self.request_id = _request_id(self.request)
         op = self.openapi.get((self.request.method or "").lower())
+        if op is not None:
+            self.operation = op
+        self._common_headers()
         if op is None:
             allowed = tuple(v.upper() for v in self.openapi)
             raise problems.HttpLevel(405, "不支持此请求方法", allow=allowed)
-        self.operation = op
-        declared = self.request.headers.get("Content-Length")
-        if (declared and declared.isdigit() and int(declared) > self.body_limit) or len(
-            self.request.body
-        ) > self.body_limit:
-            raise PayloadTooLarge(f"请求内容不能超过 {self.body_limit // 1024} KiB")
+        limit = self.body_limit(self.deps.settings)
+        if self.declares_too_much(self.request, self.deps.settings) or len(self.request.body) > limit:
+            raise PayloadTooLarge(f"请求内容不能超过 {limit // 1024} KiB")
         if op.authenticated:
             token = bearer_token(self.request.headers.get("Authorization", ""))
             self.caller = await authenticate(self.deps, token)
@@ -114,6 +157,9 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def _common_headers(self) -> None:
         self.set_header("X-Request-Id", self.request_id)
+        op = getattr(self, "operation", None)
+        if op is not None and op.authenticated:  # personal data: a verb may set its own policy after this
+            self.set_header("Cache-Control", "no-store")
         if self.deps.in_flight.stopping:  # this process is stopping: the next request goes elsewhere
             self.set_header("Connection", "close")
 
@@ -147,6 +193,8 @@ class ApiHandler(tornado.web.RequestHandler):
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise BadRequest("请求体不是有效的 JSON", code="malformed_json") from exc
+        if _deeper_than(data, MAX_JSON_DEPTH):
+            raise BadRequest(f"请求体嵌套超过 {MAX_JSON_DEPTH} 层", code="json_too_deep")
         nul = _nul_characters(data, ["body"])
         if nul:
             raise ValidationFailed(errors=nul)
@@ -381,6 +429,23 @@ def _idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitab
 def _replay(handler: ApiHandler, replay: Replay) -> None:
     handler.set_header("Idempotent-Replayed", "true")
     handler.send(replay.body, status=replay.status)
+
+
+@tornado.web.stream_request_body
+class BodyTooLargeHandler(ApiHandler):
+    """Answers a request whose Content-Length is over its route's limit, in place of the route's own
+    handler: streaming, so its 413 leaves before the body is read (the connection then closes)."""
+
+    openapi: ClassVar = {verb: Operation("请求内容过大", auth=AuthMode.none) for verb in VERBS}
+
+    def initialize(self, deps: Deps, limit: int) -> None:  # type: ignore[override]
+        super().initialize(deps)
+        self._limit = limit
+
+    async def prepare(self) -> None:
+        self.request_id = _request_id(self.request)
+        self._common_headers()
+        raise PayloadTooLarge(f"请求内容不能超过 {self._limit // 1024} KiB")
 
 
 class NotFoundHandler(ApiHandler):

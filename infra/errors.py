@@ -64,6 +64,12 @@ class PayloadTooLarge(AppError):
     code, title = "payload_too_large", "请求内容过大"
 
 
+class LengthRequired(AppError):
+    """An upload without a Content-Length: its size could not be checked before reading it."""
+
+    code, title = "length_required", "上传文件时请提供 Content-Length"
+
+
 class UnsupportedMediaType(AppError):
     code, title = "unsupported_media_type", "不支持的内容类型"
 

@@ -99,6 +99,15 @@ class Keys:
     def idempotency(self, user_id: str, method: str, path: str, key: str) -> str:
         return f"{self.prefix}idem:{user_id}:{method}:{path}:{key}"
 
+    def login_failures(self, attempt: str) -> str:
+        return f"{self.prefix}login-fail:{attempt}"
+
+    def login_lock(self, attempt: str) -> str:
+        return f"{self.prefix}login-lock:{attempt}"
+
+    def login_lockouts(self, attempt: str) -> str:
+        return f"{self.prefix}login-lockouts:{attempt}"
+
     def rate(self, bucket: str, window: int) -> str:
         return f"{self.prefix}rate:{bucket}:{window}"
 

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from course_catalog.loader import load_catalogue
 from handlers.deps import Deps
-from infra.config import Settings
+from infra.config import Settings, with_installation_secrets
 from infra.embedded import EmbeddedServers
 from models.catalog.service import sync_catalogue
 from models.demo import load_demo, load_demo_evening_classes
@@ -103,7 +103,7 @@ def serve(settings: Settings) -> None:
     are still there for the workers' last flush."""
     workers = settings.processes or tornado.process.cpu_count()
     if workers == 1:
-        uvloop.run(_serve(settings, listen(settings.port, shared=False)))
+        uvloop.run(_serve(settings, listen(settings, settings.port, shared=False)))
         return
     # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections evenly
     # over them. With one socket shared by all, whichever worker woke first accepted a whole burst:
@@ -111,11 +111,11 @@ def serve(settings: Settings) -> None:
     # work while the other idled. The parent binds first, so that a port in use fails here, once; and it
     # looks for a listener that would let it bind beside (another instance of this service, say), since
     # the two would then share the connections.
-    probe = listen(settings.port, shared=True)
+    probe = listen(settings, settings.port, shared=True)
     port = probe[0].getsockname()[1]
     for sock in probe:
         sock.close()
-    if _listened_on(port):
+    if _listened_on(settings.listen_host or "127.0.0.1", port):
         raise OSError(
             errno.EADDRINUSE, f"{os.strerror(errno.EADDRINUSE)}: another process serves port {port}"
         )
@@ -127,7 +127,7 @@ def serve(settings: Settings) -> None:
         if pid == 0:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
-            uvloop.run(_serve(settings, listen(port, shared=True)))
+            uvloop.run(_serve(settings, listen(settings, port, shared=True)))
             os._exit(0)
         children.add(pid)
 
@@ -158,16 +158,16 @@ def serve(settings: Settings) -> None:
             spawn()
 
 
-def _listened_on(port: int) -> bool:
-    with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+def _listened_on(host: str, port: int) -> bool:
+    with suppress(OSError), socket.create_connection((host, port), timeout=1):
         return True
     return False
 
 
-def listen(port: int, *, shared: bool) -> list[socket.socket]:
+def listen(settings: Settings, port: int, *, shared: bool) -> list[socket.socket]:
     # A deep accept queue: a sign-up rush opens thousands of connections at once, and the default (128)
     # makes the kernel reset the overflow before we could answer even a 429.
-    return tornado.netutil.bind_sockets(port, backlog=LISTEN_BACKLOG, reuse_port=shared)
+    return tornado.netutil.bind_sockets(port, settings.listen_host, backlog=LISTEN_BACKLOG, reuse_port=shared)
 
 
 async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
@@ -180,10 +180,10 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     server = tornado.httpserver.HTTPServer(
         make_app(deps),
         xheaders=settings.trust_proxy_headers,
-        max_body_size=settings.max_upload_bytes + 64 * 1024,
+        max_body_size=settings.max_body_bytes,  # upload routes raise it for themselves (handlers.uploads)
     )
     server.add_sockets(sockets)
-    log.info("serving on port %d (pid %d)", settings.port, os.getpid())
+    log.info("serving on %s:%d (pid %d)", settings.listen_host or "*", settings.port, os.getpid())
     stop = asyncio.Event()
     flusher = asyncio.create_task(deps.progress.run(stop))
     notifier = asyncio.create_task(deps.notifications.run(stop))
@@ -207,12 +207,17 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     await deps.close()
 
 
+def configure() -> Settings:
+    """Settings from the environment; in development, this installation's own secrets."""
+    return with_installation_secrets(Settings())
+
+
 def main() -> None:
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     logging.getLogger("pgserver").setLevel(logging.WARNING)
-    settings = Settings()
+    settings = configure()
     with ExitStack() as stack:
         settings = prepare(settings, stack)
         serve(settings)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 import orjson
 import tornado.web
+from tornado.httputil import HTTPServerRequest
 from tornado.routing import PathMatches, Rule
 
 from handlers import (
@@ -20,7 +22,7 @@ from handlers import (
     statistics,
     system,
 )
-from handlers.base import ApiHandler, NotFoundHandler
+from handlers.base import ApiHandler, BodyTooLargeHandler, NotFoundHandler
 from handlers.deps import Deps
 from handlers.policy import Scope
 from server.openapi import build_openapi
@@ -145,12 +147,37 @@ def check_declarations(routes: list[tuple[str, type[ApiHandler]]]) -> None:
                 raise ValueError(f"{where}: a family scope lives under /me/")
 
 
+class Application(tornado.web.Application):
+    """Refuses a body by its Content-Length, before reading it: a request declaring more than its route
+    takes is handed to BodyTooLargeHandler, which answers 413 from the headers alone. (Otherwise Tornado
+    reads the whole body, up to the server's max_body_size, before any handler can look at it.)"""
+
+    def __init__(self, deps: Deps, rules: list[Rule], **settings: Any) -> None:
+        super().__init__(rules, **settings)
+        self.deps = deps
+
+    def get_handler_delegate(
+        self,
+        request: HTTPServerRequest,
+        target_class: type[tornado.web.RequestHandler],
+        target_kwargs: dict[str, Any] | None = None,
+        path_args: list[bytes] | None = None,
+        path_kwargs: dict[str, bytes] | None = None,
+    ) -> Any:
+        settings = self.deps.settings
+        if issubclass(target_class, ApiHandler) and target_class.declares_too_much(request, settings):
+            limit = target_class.body_limit(settings)
+            target_class, target_kwargs = BodyTooLargeHandler, {"deps": self.deps, "limit": limit}
+        return super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
+
+
 def make_app(deps: Deps) -> tornado.web.Application:
     check_declarations(ROUTES)
     system.OpenApiHandler.document = orjson.dumps(build_openapi(ROUTES))
     args = {"deps": deps}
     rules = _grouped(ROUTES + UNDOCUMENTED, args)
-    return tornado.web.Application(
+    return Application(
+        deps,
         rules,
         default_handler_class=NotFoundHandler,
         default_handler_args=args,

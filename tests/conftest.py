@@ -149,7 +149,7 @@ async def api(deps: Deps) -> AsyncIterator[Api]:
         await asyncio.sleep(0.01)
     assert deps.local.healthy, "invalidation channel did not come up"
     sockets = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
-    server = HTTPServer(make_app(deps), max_body_size=deps.settings.max_upload_bytes + 64 * 1024)
+    server = HTTPServer(make_app(deps), max_body_size=deps.settings.max_body_bytes)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     client = Api(f"http://127.0.0.1:{port}")

@@ -21,8 +21,8 @@ from infra.security import (
     verify_password,
 )
 from infra.wechat import WechatIdentity
-from models.accounts.errors import AccountLocked, InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
-from models.accounts.rules import lockout_after_failure
+from models.accounts.errors import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
+from models.accounts.lockout import LoginLockout
 from models.accounts.tables import AuditLog, RefreshToken, User, WechatSession
 from models.base import Change, note_change
 
@@ -99,31 +99,25 @@ async def password_login(
     username: str,
     password: str,
     *,
+    address: str,
+    lockout: LoginLockout,
     now: datetime,
-    max_failures: int,
-    lockout_seconds: int,
 ) -> User:
-    user = (
-        await session.execute(select(User).where(User.username == username).with_for_update())
-    ).scalar_one_or_none()
-    if user is None or user.password_hash is None:
-        # Same work either way: timing reveals no usernames. Argon2 takes a good fraction of a second
-        # of CPU, so it runs off the event loop, which would otherwise stall every other request.
-        await asyncio.to_thread(verify_password, DUMMY_PASSWORD_HASH, password)
+    """The same answer, in about the same time, for an unknown username, a wrong password and a disabled
+    account: 401 invalid_credentials, each counted towards a lockout of this username from this address
+    (then 429 account_locked, for every one of them alike)."""
+    attempt = lockout.attempt(username, address)
+    await lockout.check(attempt, now.timestamp())
+    user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+    # Argon2 runs whatever the account, so timing reveals no usernames; it takes a good fraction of a
+    # second of CPU, so it runs off the event loop, which would otherwise stall every other request.
+    stored = user.password_hash if user is not None and user.password_hash else DUMMY_PASSWORD_HASH
+    matches = await asyncio.to_thread(verify_password, stored, password)
+    if user is None or user.password_hash is None or user.disabled_at is not None or not matches:
+        if await lockout.failed(attempt, now.timestamp()) and user is not None:
+            audit(session, "user.locked", actor=None, target_type="user", target_id=user.id, address=address)
         raise InvalidCredentials()
-    if user.locked_until is not None and user.locked_until > now:
-        raise AccountLocked(int((user.locked_until - now).total_seconds()) + 1)
-    if user.disabled_at is not None or not await asyncio.to_thread(
-        verify_password, user.password_hash, password
-    ):
-        user.failed_logins += 1
-        if lockout_after_failure(user.failed_logins, max_failures):
-            user.locked_until = now + timedelta(seconds=lockout_seconds)
-            user.failed_logins = 0
-            audit(session, "user.locked", actor=None, target_type="user", target_id=user.id)
-        raise InvalidCredentials()
-    user.failed_logins = 0
-    user.locked_until = None
+    await lockout.succeeded(attempt)
     audit(session, "login.password", actor=user.id)
     return user
 

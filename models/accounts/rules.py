@@ -45,5 +45,7 @@ def binding_code_usable(expires_at: datetime, redeemed_at: datetime | None, now:
     return redeemed_at is None and now < expires_at
 
 
-def lockout_after_failure(failures: int, max_failures: int) -> bool:
-    return failures >= max_failures
+def lockout_seconds(lockouts: int, base_seconds: int, max_seconds: int) -> int:
+    """The `lockouts`-th lockout in a row lasts twice the one before, from `base_seconds` up to
+    `max_seconds`: a typo costs a minute, a guessing script ever longer waits."""
+    return min(base_seconds << max(0, lockouts - 1), max_seconds)

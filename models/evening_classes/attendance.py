@@ -71,6 +71,8 @@ async def mark_on_roster(
     ).scalar_one_or_none()
     if signup is None:
         raise NotSignedUp("这位家长没有报名这节课")
+    if signup.status != "confirmed":  # as at the QR check-in: a waitlisted parent holds no seat
+        raise NotConfirmed("这位家长在候补名单上，没有座位，不能登记出席")
     return await record_attendance(session, evening, parent_id, method="roster", marked_by=principal.id)
 
 

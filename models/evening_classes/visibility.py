@@ -10,7 +10,7 @@ from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
-from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy import ColumnElement, and_, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infra.clock import SHANGHAI
@@ -18,7 +18,7 @@ from infra.db import driver_connection
 from infra.errors import Forbidden, NotFound, ValidationFailed
 from models.accounts.principal import Principal
 from models.accounts.rules import Role
-from models.accounts.tables import School
+from models.accounts.tables import Classroom, School, Student
 from models.catalog.tables import Course, CourseAssignment
 from models.evening_classes.schemas import EveningClassOut, EveningClassQuery, MySignup
 from models.evening_classes.tables import Attendance, EveningClass, Signup
@@ -141,9 +141,37 @@ async def staff_class(session: AsyncSession, principal: Principal, class_id: uui
             select(EveningClass).where(EveningClass.id == class_id, _staff_scope(principal))
         )
     ).scalar_one_or_none()
-    if found is None:
+    if found is None or (
+        found.audience == "invited" and not await _may_run_invited(session, principal, found)
+    ):
         raise NotFound("夜校课程不存在")
     return found
+
+
+async def _may_run_invited(session: AsyncSession, principal: Principal, evening: EveningClass) -> bool:
+    """An invitation-only class names families in difficult circumstances: its roster is for its
+    organiser, the school's admins (and its district's), and the head teachers of the invited children's
+    classrooms; not for every teacher of the school."""
+    if evening.created_by == principal.id or Role.school_admin in principal.school_roles(evening.school_id):
+        return True
+    school = await session.get(School, evening.school_id)
+    if school is not None and Role.district_admin in principal.district_roles(school.district_id):
+        return True
+    teacher_id = principal.teacher_id(evening.school_id)
+    if teacher_id is None:
+        return False
+    heads_an_invited_classroom = await session.scalar(
+        select(func.count())
+        .select_from(CourseAssignment)
+        .join(Student, Student.id == CourseAssignment.student_id)
+        .join(Classroom, Classroom.id == Student.classroom_id)
+        .where(
+            CourseAssignment.course_id == evening.course_id,
+            Student.school_id == evening.school_id,
+            Classroom.head_teacher_id == teacher_id,
+        )
+    )
+    return bool(heads_an_invited_classroom)
 
 
 async def list_classes(

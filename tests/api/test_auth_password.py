@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from tornado.httpclient import HTTPRequest
 
 from handlers.deps import Deps
 from infra.config import Settings
 from infra.security import verify_password
+from models.accounts.lockout import LoginLockout
 from models.accounts.tables import AuditLog, User
-from tests.builders import STAFF_PASSWORD, make_password_user, make_wechat_user
+from tests.builders import STAFF_PASSWORD, FakeClock, make_password_user, make_wechat_user
 from tests.client import Api, Response
 
 LOGIN = "/api/v1/auth/password-login"
@@ -55,17 +58,40 @@ async def test_password_login_succeeds(api: Api, deps: Deps) -> None:
         assert [row.actor_user_id for row in logins] == [staff.id]
 
 
+def _same_problem(a: Response, b: Response) -> None:
+    assert a.status == b.status
+    assert {k: v for k, v in a.json().items() if k != "request_id"} == {
+        k: v for k, v in b.json().items() if k != "request_id"
+    }
+
+
+async def _login_from(api: Api, address: str, username: str, password: str) -> Response:
+    """A login from another client address of this machine (127.0.0.0/8)."""
+    request = HTTPRequest(
+        api.base + LOGIN,
+        method="POST",
+        body=json.dumps({"username": username, "password": password}),
+        headers={"Content-Type": "application/json"},
+        network_interface=address,
+    )
+    response = await api.http.fetch(request, raise_error=False)
+    return Response(response.code, response.headers, response.body or b"")
+
+
+async def _failures(deps: Deps, username: str, address: str = "127.0.0.1") -> int:
+    counted = await deps.redis.get(deps.keys.login_failures(LoginLockout.attempt(username, address)))
+    return int(counted or 0)
+
+
 async def test_wrong_password_and_unknown_user_look_the_same(api: Api, deps: Deps) -> None:
     staff = await _staff(deps)
     assert staff.username is not None
     wrong = await _login(api, staff.username, STAFF_PASSWORD + "!")
     unknown = await _login(api, "nobody-by-this-name", STAFF_PASSWORD)
     _assert_problem(wrong, 401, "invalid_credentials")
-    _assert_problem(unknown, 401, "invalid_credentials")
-    assert {k: v for k, v in wrong.json().items() if k != "request_id"} == {
-        k: v for k, v in unknown.json().items() if k != "request_id"
-    }
-    assert (await _user(deps, staff)).failed_logins == 1
+    _same_problem(wrong, unknown)
+    assert await _failures(deps, staff.username) == 1
+    assert await _failures(deps, "nobody-by-this-name") == 1
 
 
 async def test_wechat_only_user_cannot_log_in_with_a_password(api: Api, deps: Deps) -> None:
@@ -82,32 +108,64 @@ async def test_username_is_case_sensitive_and_exact(api: Api, deps: Deps) -> Non
     assert (await _login(api, "Admin", STAFF_PASSWORD)).status == 200
 
 
-async def test_account_locks_after_max_failures_even_for_the_right_password(
+async def test_unknown_known_and_disabled_usernames_take_about_the_same_time(api: Api, deps: Deps) -> None:
+    staff = await _staff(deps)
+    assert staff.username is not None
+    async with deps.sessions() as s, s.begin():
+        disabled = await make_password_user(s)
+        disabled.disabled_at = deps.clock()
+
+    async def fastest(username: str) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            _assert_problem(await _login(api, username, "wrong"), 401, "invalid_credentials")
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    known = await fastest(staff.username)
+    assert disabled.username is not None
+    for other in ("nobody-by-this-name", disabled.username):
+        # Without a password hash checked, an answer took a few milliseconds against argon2's tenths.
+        assert await fastest(other) > known / 2, other
+
+
+async def test_a_username_locks_for_the_address_that_guessed_alike_known_or_not(
     api: Api, deps: Deps, settings: Settings
 ) -> None:
     staff = await _staff(deps)
     assert staff.username is not None
+    clock = FakeClock(deps.clock())
+    deps.clock = clock
     assert settings.password_max_failures == 5
-    for _ in range(settings.password_max_failures):
-        _assert_problem(await _login(api, staff.username, "wrong"), 401, "invalid_credentials")
-
+    for username in (staff.username, "nobody-by-this-name"):
+        for _ in range(settings.password_max_failures):
+            _assert_problem(await _login(api, username, "wrong"), 401, "invalid_credentials")
     locked = await _login(api, staff.username, STAFF_PASSWORD)
     _assert_problem(locked, 429, "account_locked")
-    retry_after = int(locked.headers["Retry-After"])
-    assert settings.password_lockout_seconds - 60 < retry_after <= settings.password_lockout_seconds + 1
+    unknown_locked = await _login(api, "nobody-by-this-name", STAFF_PASSWORD)
+    _same_problem(locked, unknown_locked)
+    base = settings.password_lockout_base_seconds
+    assert base - 5 < int(locked.headers["Retry-After"]) <= base + 1
+    assert locked.headers["Retry-After"] == unknown_locked.headers["Retry-After"]
     _assert_problem(await _login(api, staff.username, "wrong"), 429, "account_locked")
-
     async with deps.sessions() as s:
-        assert (await s.execute(select(AuditLog).where(AuditLog.action == "user.locked"))).scalar_one()
+        [lock] = (await s.execute(select(AuditLog).where(AuditLog.action == "user.locked"))).scalars()
+        assert lock.target_id == str(staff.id)
 
-    # Once the lockout has run out, the right password works again.
-    async with deps.sessions() as s, s.begin():
-        await s.execute(
-            update(User).where(User.id == staff.id).values(locked_until=deps.clock() - timedelta(seconds=1))
-        )
+    # Five guesses from one address do not lock the administrator out everywhere.
+    elsewhere = await _login_from(api, "127.0.0.2", staff.username, STAFF_PASSWORD)
+    assert elsewhere.status == 200, elsewhere.body
+
+    # Once the lockout has run out the right password works again; a second lockout in a row lasts
+    # twice as long.
+    clock.now += timedelta(seconds=base + 1)
+    for _ in range(settings.password_max_failures):
+        _assert_problem(await _login(api, "nobody-by-this-name", "wrong"), 401, "invalid_credentials")
+    again = await _login(api, "nobody-by-this-name", "x")
+    assert 2 * base - 5 < int(again.headers["Retry-After"]) <= 2 * base + 1
     assert (await _login(api, staff.username, STAFF_PASSWORD)).status == 200
-    row = await _user(deps, staff)
-    assert row.locked_until is None and row.failed_logins == 0
+    assert await _failures(deps, staff.username) == 0
 
 
 async def test_lockout_counts_concurrent_failures(api: Api, deps: Deps, settings: Settings) -> None:
@@ -127,9 +185,9 @@ async def test_a_success_resets_the_failure_counter(api: Api, deps: Deps, settin
     almost = settings.password_max_failures - 1
     for _ in range(almost):
         _assert_problem(await _login(api, staff.username, "wrong"), 401, "invalid_credentials")
-    assert (await _user(deps, staff)).failed_logins == almost
+    assert await _failures(deps, staff.username) == almost
     assert (await _login(api, staff.username, STAFF_PASSWORD)).status == 200
-    assert (await _user(deps, staff)).failed_logins == 0
+    assert await _failures(deps, staff.username) == 0
 
     for _ in range(almost):
         _assert_problem(await _login(api, staff.username, "wrong"), 401, "invalid_credentials")
@@ -155,7 +213,7 @@ async def test_malformed_password_login_is_422(api: Api, deps: Deps) -> None:
         {"username": "x" * 65, "password": STAFF_PASSWORD},
     ):
         _assert_problem(await api.post(LOGIN, body), 422, "validation_error")
-    assert (await _user(deps, staff)).failed_logins == 0
+    assert await _failures(deps, staff.username) == 0
 
 
 async def _start_of_a_fresh_window(seconds_needed: float = 5.0) -> None:
@@ -165,8 +223,9 @@ async def _start_of_a_fresh_window(seconds_needed: float = 5.0) -> None:
         await asyncio.sleep(left + 0.05)
 
 
-async def test_login_rate_limit_per_ip(api: Api, deps: Deps, settings: Settings) -> None:
+async def test_login_rate_limits_per_address_and_endpoint(api: Api, deps: Deps, settings: Settings) -> None:
     settings.login_rate_per_minute = 3
+    settings.wechat_login_rate_per_minute = 2
     staff = await _staff(deps)
     assert staff.username is not None
     await _start_of_a_fresh_window()
@@ -175,11 +234,15 @@ async def test_login_rate_limit_per_ip(api: Api, deps: Deps, settings: Settings)
     limited = await _login(api, staff.username, STAFF_PASSWORD)
     _assert_problem(limited, 429, "rate_limited")
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
-    # The limit covers every way in, not only passwords.
-    _assert_problem(await api.post("/api/v1/auth/wechat-login", {"code": "openid-x"}), 429, "rate_limited")
-    _assert_problem(await api.post("/api/v1/auth/refresh", {"refresh_token": "r"}), 429, "rate_limited")
     # Rate-limited attempts never reach the password check, so they do not count towards a lockout.
-    assert (await _user(deps, staff)).failed_logins == 3
+    assert await _failures(deps, staff.username) == 3
+    # WeChat logins and refreshes from the same address (a school's NAT) have buckets of their own.
+    assert (await api.post("/api/v1/auth/wechat-login", {"code": "openid-x"})).status == 200
+    assert (await api.post("/api/v1/auth/refresh", {"refresh_token": "r"})).status == 401
+    assert (await api.post("/api/v1/auth/wechat-login", {"code": "openid-y"})).status == 200
+    _assert_problem(await api.post("/api/v1/auth/wechat-login", {"code": "openid-z"}), 429, "rate_limited")
+    # Another address has its own.
+    assert (await _login_from(api, "127.0.0.3", staff.username, STAFF_PASSWORD)).status == 200
 
 
 async def test_password_checks_do_not_stall_other_requests(api: Api, deps: Deps) -> None:
