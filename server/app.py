@@ -21,6 +21,7 @@ from handlers import (
     system,
 )
 from handlers.base import ApiHandler, NotFoundHandler
+from handlers.console import pages as console
 from handlers.deps import Deps
 from handlers.policy import Scope
 from server.openapi import build_openapi
@@ -145,11 +146,27 @@ def check_declarations(routes: list[tuple[str, type[ApiHandler]]]) -> None:
                 raise ValueError(f"{where}: a family scope lives under /me/")
 
 
+# The web console's pages (HTML, session cookie): not in the OpenAPI document, same checks.
+CONSOLE_ROUTES = console.CONSOLE_ROUTES
+
+
+def _console_files() -> list[Rule]:
+    """The console's vendored scripts and styles, and /console → /console/."""
+    return [
+        Rule(
+            PathMatches(r"/console/static/(.*)"),
+            tornado.web.StaticFileHandler,
+            {"path": str(console.STATIC_PATH)},
+        ),
+        Rule(PathMatches(r"/console$"), tornado.web.RedirectHandler, {"url": "/console/"}),
+    ]
+
+
 def make_app(deps: Deps) -> tornado.web.Application:
-    check_declarations(ROUTES)
+    check_declarations(ROUTES + CONSOLE_ROUTES)
     system.OpenApiHandler.document = orjson.dumps(build_openapi(ROUTES))
     args = {"deps": deps}
-    rules = _grouped(ROUTES + UNDOCUMENTED, args)
+    rules = _console_files() + _grouped(ROUTES + CONSOLE_ROUTES + UNDOCUMENTED, args)
     return tornado.web.Application(
         rules,
         default_handler_class=NotFoundHandler,

@@ -1,0 +1,523 @@
+"""The console's pages: login and logout, the district 首页 (its table as .xlsx too) and the school 首页
+with its scheduling form and roster import.
+
+Each page's Operation is derived from the API operations whose figures it shows (`page_of`: the roles
+all of them allow, their common scope) and each form's from the API operation it carries out
+(`form_of`: the same roles, scope and audit action), so the console allows exactly what the API allows;
+the base checks them as for the API. Figures come from the same services as the API's summaries."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote, urlencode
+
+import tornado.template
+import tornado.web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers import evening_classes as evening_api
+from handlers import organisation as organisation_api
+from handlers import problems
+from handlers import statistics as statistics_api
+from handlers.base import ApiHandler
+from handlers.console import exports, sessions
+from handlers.policy import AuthMode, Operation
+from infra.clock import SHANGHAI
+from infra.errors import (
+    AppError,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from models.accounts import auth, roster
+from models.accounts.access import reaches_school
+from models.accounts.principal import Principal
+from models.accounts.rules import Role
+from models.accounts.tables import District, School
+from models.evening_classes import service as evening
+from models.evening_classes.rules import term_of, valid_term
+from models.evening_classes.schemas import EveningClassIn
+from models.evening_classes.school_list import schedulable_courses, school_term_classes
+from models.learning import statistics
+
+HERE = Path(__file__).parent
+STATIC_PATH = HERE / "static"
+TEMPLATES = tornado.template.Loader(str(HERE / "templates"))  # autoescaped (xhtml_escape)
+
+CONSOLE = "/console"
+# Scripts and styles only from this origin, none inline; no plugins, no framing, forms post here only.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+HTML = "text/html; charset=utf-8"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PAGE_ERRORS = (401, 403, 404)
+
+
+def page_of(summary: str, *sources: Operation) -> Operation:
+    """A page showing what `sources` answer: callable by whoever may call all of them, in their scope."""
+    scopes = {s.scope for s in sources}
+    assert len(scopes) == 1, f"{summary}: sources of different scopes {scopes}"
+    roles = frozenset[Role].intersection(*(s.roles for s in sources))
+    return Operation(
+        summary,
+        roles=roles,
+        scope=scopes.pop(),
+        auth=AuthMode.session,
+        media_type="text/html",
+        errors=PAGE_ERRORS,
+    )
+
+
+def form_of(summary: str, source: Operation) -> Operation:
+    """A form that carries out `source`: its roles, scope and audit action, from a console session."""
+    return dataclasses.replace(
+        source,
+        summary=summary,
+        auth=AuthMode.session,
+        idempotent=False,  # a form is not retried by a client library; the page shows what happened
+        body=None,
+        response=None,
+        media_type="text/html",
+        status=200,
+    )
+
+
+DISTRICT_PAGE = page_of(
+    "区县首页：各校本学期家长夜校次数与学时完成率",
+    evening_api.DistrictTermSummaryHandler.openapi["get"],
+    statistics_api.DistrictLearningSummaryHandler.openapi["get"],
+)
+SCHOOL_PAGE = page_of(
+    "学校首页：本学期家长夜校、各班学时完成率",
+    evening_api.SchoolTermSummaryHandler.openapi["get"],
+    statistics_api.SchoolLearningSummaryHandler.openapi["get"],
+)
+SCHEDULE_FORM = form_of("开设家长夜校（表单）", evening_api.SchoolEveningClassesHandler.openapi["post"])
+ROSTER_FORM = form_of("导入学生名单（表单）", organisation_api.RosterImportHandler.openapi["post"])
+REQUIREMENT_FORM = form_of(
+    "设置每学期夜校要求次数（表单）", evening_api.TermRequirementHandler.openapi["put"]
+)
+
+
+def may(
+    principal: Principal, op: Operation, school: School | None = None, district: District | None = None
+) -> bool:
+    """Would the base let this principal carry out `op` here? (Whether to show its form at all.)"""
+    if not principal.has_any(op.roles):
+        return False
+    if school is not None:
+        return reaches_school(principal, school, op.roles)
+    if district is not None:
+        return bool(principal.district_roles(district.id) & op.roles)
+    return True
+
+
+def terms_around(now: datetime) -> list[str]:
+    """The terms offered in the filter: this school year's and last year's, newest first."""
+    year = int(term_of(now)[:4])
+    return [f"{y}-{y + 1}-{n}" for y in (year, year - 1) for n in (2, 1)]
+
+
+class ConsoleHandler(ApiHandler):
+    """A console page: HTML answers (also for errors), the console's security headers, templates."""
+
+    def _common_headers(self) -> None:
+        super()._common_headers()
+        self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Referrer-Policy", "same-origin")
+        self.set_header("Cache-Control", "no-store")
+
+    @property
+    def csrf_token(self) -> str:
+        caller = self.caller
+        return caller.csrf_token if isinstance(caller, sessions.SessionCaller) else ""
+
+    def render_page(self, template: str, status: int = 200, **values: Any) -> None:
+        me = self.caller.principal if self.caller is not None else None
+        html = TEMPLATES.load(template).generate(
+            me=me, csrf_token=values.pop("csrf_token", self.csrf_token), console=CONSOLE, **values
+        )
+        self.set_status(status)
+        self.set_header("Content-Type", HTML)
+        self.finish(html)
+
+    def set_session_cookie(self, session_id: str) -> None:
+        self.set_cookie(
+            sessions.COOKIE,
+            session_id,
+            path=sessions.COOKIE_PATH,
+            httponly=True,
+            secure=self.deps.settings.app_env == "production",
+            samesite="Lax",
+        )
+
+    def term_arg(self) -> str:
+        term = self.get_query_argument("term", None) or term_of(self.deps.clock())
+        if not valid_term(term):
+            raise NotFound("学期格式应为 2025-2026-1")
+        return term
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, Unauthenticated) and self.request.method == "GET":
+            self.clear()
+            self._common_headers()
+            self.redirect(f"{CONSOLE}/login?{urlencode({'next': self.request.uri or CONSOLE + '/'})}")
+            return
+        if isinstance(exc, problems.HttpLevel):
+            error: AppError = exc
+            status = exc.status
+        elif isinstance(exc, AppError):
+            error, status = exc, problems.status_of(exc)
+        elif isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500:
+            status = exc.status_code
+            error = problems.HttpLevel(status, exc.reason or "请求有误")
+        else:
+            status = 500
+            error = problems.Internal(f"服务器内部错误，请求编号 {self.request_id}")
+        self.clear()
+        self._common_headers()
+        for name, value in problems.headers_of(error).items():
+            self.set_header(name, value)
+        try:
+            me = self.caller.principal if self.caller is not None else None
+        except Exception:
+            me = None
+        html = TEMPLATES.load("error.html").generate(
+            me=me, csrf_token=self.csrf_token, console=CONSOLE, status=status, error=error
+        )
+        self.set_status(status)
+        self.set_header("Content-Type", HTML)
+        self.finish(html)
+
+
+# ---- login, logout, landing -------------------------------------------------------------------------
+def _safe_next(target: str | None) -> str:
+    """Only a console path of ours (no //host, no scheme): an open redirect would serve phishing."""
+    if target and target.startswith(CONSOLE + "/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return CONSOLE + "/"
+
+
+class LoginHandler(ConsoleHandler):
+    openapi: ClassVar = {
+        "get": Operation("控制台登录页", auth=AuthMode.none, media_type="text/html"),
+        "post": Operation(
+            "控制台登录（用户名、密码；与 API 的密码登录同一校验和频率限制）",
+            auth=AuthMode.none,
+            media_type="text/html",
+            status=303,
+            errors=(401, 403, 429),
+        ),
+    }
+
+    async def get(self) -> None:
+        cookie = self.get_cookie(sessions.COOKIE)
+        record = await sessions.load(self.deps, cookie)
+        if record is not None and record.user_id is not None:
+            self.redirect(_safe_next(self.get_query_argument("next", None)), status=303)
+            return
+        if record is None:
+            cookie, record = await sessions.open_session(self.deps, None)
+            self.set_session_cookie(cookie)
+        self.render_page(
+            "login.html",
+            csrf_token=record.csrf_token,
+            error=None,
+            username="",
+            next=_safe_next(self.get_query_argument("next", None)),
+        )
+
+    async def post(self) -> None:
+        cookie = self.get_cookie(sessions.COOKIE)
+        record = await sessions.load(self.deps, cookie)
+        if record is None or not sessions.csrf_matches(
+            record, self.get_body_argument(sessions.CSRF_FIELD, None)
+        ):
+            raise sessions.CsrfRefused()
+        settings = self.deps.settings
+        await self.rate_limit(f"login:{self.client_ip}", settings.login_rate_per_minute)
+        username = self.get_body_argument("username", "").strip()
+        password = self.get_body_argument("password", "")
+        target = _safe_next(self.get_body_argument("next", None))
+        try:
+            async with self.transaction() as session:
+                user = await auth.password_login(
+                    session,
+                    username,
+                    password,
+                    now=self.deps.clock(),
+                    max_failures=settings.password_max_failures,
+                    lockout_seconds=settings.password_lockout_seconds,
+                )
+        except (Unauthenticated, RateLimited) as exc:
+            status = problems.status_of(exc)
+            if exc.retry_after is not None:
+                self.set_header("Retry-After", str(exc.retry_after))
+            self.render_page(
+                "login.html",
+                status=status,
+                csrf_token=record.csrf_token,
+                error=exc.detail,
+                username=username,
+                next=target,
+            )
+            return
+        await sessions.end(self.deps, cookie)  # a new id at every login: a planted cookie gains nothing
+        new_id, _ = await sessions.open_session(self.deps, user.id)
+        self.set_session_cookie(new_id)
+        self.redirect(target, status=303)
+
+
+class LogoutHandler(ConsoleHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "退出控制台", auth=AuthMode.session, media_type="text/html", status=303, errors=(401, 403)
+        )
+    }
+
+    async def post(self) -> None:
+        await sessions.end(self.deps, self.get_cookie(sessions.COOKIE))
+        self.clear_cookie(sessions.COOKIE, path=sessions.COOKIE_PATH)
+        self.redirect(f"{CONSOLE}/login", status=303)
+
+
+class HomeHandler(ConsoleHandler):
+    """Where a signed-in staff member lands: their district's page, else their school's."""
+
+    openapi: ClassVar = {
+        "get": Operation(
+            "控制台入口：转到我的首页", auth=AuthMode.session, media_type="text/html", status=303
+        )
+    }
+
+    async def get(self) -> None:
+        me = self.me
+        district = next((d for d in me.districts if set(d.roles) & DISTRICT_PAGE.roles), None)
+        if district is not None:
+            self.redirect(f"{CONSOLE}/districts/{district.id}", status=303)
+            return
+        school = next((s for s in me.schools if set(s.roles) & SCHOOL_PAGE.roles), None)
+        if school is not None:
+            self.redirect(f"{CONSOLE}/schools/{school.id}", status=303)
+            return
+        self.render_page("no_page.html", status=403)
+
+
+# ---- district 首页 -----------------------------------------------------------------------------------
+class DistrictHomeHandler(ConsoleHandler):
+    openapi: ClassVar = {"get": DISTRICT_PAGE}
+
+    async def get(self, district_id: str) -> None:
+        term = self.term_arg()
+        async with self.district_scope(district_id) as (session, district):
+            figures = await exports.district_figures(session, district, term, self.deps.clock())
+        chart = {
+            "schools": [r.school_name for r in figures.rows],
+            "held": [r.held for r in figures.rows],
+            "required": figures.required,
+        }
+        self.render_page(
+            "district.html",
+            district=district,
+            figures=figures,
+            term=term,
+            terms=terms_around(self.deps.clock()),
+            chart_json=json.dumps(chart, ensure_ascii=False),
+            may_set_requirement=may(self.me, REQUIREMENT_FORM, district=district),
+            may_open_schools=may(self.me, SCHOOL_PAGE),
+            done=self.get_query_argument("done", None),
+        )
+
+
+class DistrictXlsxHandler(ConsoleHandler):
+    openapi: ClassVar = {
+        "get": dataclasses.replace(DISTRICT_PAGE, summary="区县首页的表格（.xlsx）", media_type=XLSX)
+    }
+
+    async def get(self, district_id: str) -> None:
+        term = self.term_arg()
+        async with self.district_scope(district_id) as (session, district):
+            figures = await exports.district_figures(session, district, term, self.deps.clock())
+        filename = f"{district.name}-{term}-家长夜校与学时.xlsx"
+        self.set_header("Content-Type", XLSX)
+        self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quote(filename)}")
+        self.finish(exports.district_workbook(district, figures))
+
+
+class DistrictRequirementHandler(ConsoleHandler):
+    openapi: ClassVar = {"post": REQUIREMENT_FORM}
+
+    async def post(self, district_id: str, term: str) -> None:
+        raw = self.get_body_argument("required", "").strip()
+        async with self.district_scope(district_id) as (session, district):
+            if not valid_term(term):
+                raise NotFound("学期格式应为 2025-2026-1")
+            if not raw.isdigit() or not 0 <= int(raw) <= 50:
+                raise ValidationFailed("每学期要求次数应为 0 到 50 之间的整数")
+            await evening.set_required_per_term(session, district.id, term, int(raw), self.me.id)
+        self.redirect(
+            f"{CONSOLE}/districts/{district_id}?{urlencode({'term': term, 'done': 'requirement'})}",
+            status=303,
+        )
+
+
+# ---- school 首页 -------------------------------------------------------------------------------------
+class _SchoolPage(ConsoleHandler):
+    async def school_figures(self, session: AsyncSession, school: School, term: str) -> dict[str, Any]:
+        now = self.deps.clock()
+        required = await evening.required_per_term(session, school.district_id, term)
+        [summary] = await evening.term_summaries(session, [school], term, now, required)
+        return {
+            "school": school,
+            "term": term,
+            "terms": terms_around(now),
+            "summary": summary,
+            "learning": await statistics.school_summary(session, school, term[:9]),
+            "classes": await school_term_classes(session, self.me, school, term),
+            "courses": await schedulable_courses(session, self.me, school),
+            "may_schedule": may(self.me, SCHEDULE_FORM, school=school),
+            "may_import": may(self.me, ROSTER_FORM, school=school),
+            "shanghai": SHANGHAI,
+            "schedule_error": None,
+            "schedule_values": {},
+            "roster_errors": [],
+            "roster_detail": None,
+            "roster_report": None,
+            "done": self.get_query_argument("done", None),
+        }
+
+    async def render_after_form(self, school_id: str, status: int, **outcome: Any) -> None:
+        """The school 首页 again with what a form did, read in a transaction of its own under the
+        page's roles (the form's transaction may have rolled back)."""
+        async with self.transaction() as session:
+            school = await session.get(School, self.path_uuid(school_id))
+            if school is None or not may(self.me, SCHOOL_PAGE, school=school):
+                raise NotFound("学校不存在")
+            values = await self.school_figures(session, school, term_of(self.deps.clock()))
+        values.update(outcome)
+        self.render_page("school.html", status=status, **values)
+
+
+class SchoolHomeHandler(_SchoolPage):
+    openapi: ClassVar = {"get": SCHOOL_PAGE}
+
+    async def get(self, school_id: str) -> None:
+        term = self.term_arg()
+        async with self.school_scope(school_id) as (session, school):
+            values = await self.school_figures(session, school, term)
+        self.render_page("school.html", **values)
+
+
+def _moment(day: str, at: str) -> datetime:
+    return datetime.combine(date.fromisoformat(day), time.fromisoformat(at), SHANGHAI)
+
+
+def evening_class_from_form(values: dict[str, str]) -> EveningClassIn:
+    """The form's fields as the API's body: a date, two times (Asia/Shanghai), place, seats."""
+    try:
+        starts_at, ends_at = (
+            _moment(values["date"], values["starts"]),
+            _moment(values["date"], values["ends"]),
+        )
+        capacity = int(values["capacity"])
+        course_id = uuid.UUID(values["course_id"])
+    except (KeyError, ValueError) as exc:
+        raise ValidationFailed("请填写课程、日期、开始和结束时间以及名额") from exc
+    try:
+        return EveningClassIn(
+            course_id=course_id,
+            title=values.get("title") or None,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            place=values.get("place") or None,
+            capacity=capacity,
+        )
+    except ValueError as exc:  # pydantic's ValidationError
+        raise ValidationFailed("请检查：结束时间须晚于开始时间，地点必填，名额 1–5000") from exc
+
+
+class SchoolEveningClassFormHandler(_SchoolPage):
+    openapi: ClassVar = {"post": SCHEDULE_FORM}
+
+    FIELDS: ClassVar = ("course_id", "title", "date", "starts", "ends", "place", "capacity")
+
+    async def post(self, school_id: str) -> None:
+        values = {f: self.get_body_argument(f, "").strip() for f in self.FIELDS}
+        try:
+            data = evening_class_from_form(values)
+            async with self.school_scope(school_id) as (session, school):
+                await evening.schedule(session, self.me, school, data, self.deps.clock())
+        except (ValidationFailed, NotFound) as exc:
+            await self.render_after_form(school_id, 422, schedule_error=exc.detail, schedule_values=values)
+            return
+        query = urlencode({"term": term_of(data.starts_at), "done": "scheduled"})
+        self.redirect(f"{CONSOLE}/schools/{school_id}?{query}", status=303)
+
+
+def _roster_media_type(filename: str, declared: str) -> str:
+    lowered = filename.lower()
+    if lowered.endswith(".csv"):
+        return "text/csv"
+    if lowered.endswith(".xlsx"):
+        return XLSX
+    return declared
+
+
+class SchoolRosterFormHandler(_SchoolPage):
+    openapi: ClassVar = {"post": ROSTER_FORM}
+
+    @property
+    def body_limit(self) -> int:
+        return self.deps.settings.max_upload_bytes
+
+    async def post(self, school_id: str) -> None:
+        files = self.request.files.get("roster") or []
+        try:
+            async with self.school_scope(school_id) as (session, school):
+                if not files or not files[0].body:
+                    raise ValidationFailed("请选择要导入的名单文件（.csv 或 .xlsx）")
+                upload = files[0]
+                parsed = roster.parse_roster(
+                    upload.body, _roster_media_type(upload.filename, upload.content_type)
+                )
+                report = await roster.import_roster(session, school, parsed, self.me.id)
+        except (ValidationFailed, UnsupportedMediaType) as exc:
+            await self.render_after_form(
+                school_id, 422, roster_detail=exc.detail, roster_errors=_row_errors(exc.errors)
+            )
+            return
+        await self.render_after_form(school_id, 200, roster_report=report)
+
+
+def _row_errors(errors: Iterable[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Each rejected row with its column named as the file's header names it (学号, not student_no)."""
+    labels = {c.field: c.label for c in roster.COLUMNS}
+    return [
+        {**e, "field": labels.get(e.get("field", ""), e.get("field", ""))} for e in errors or [] if "row" in e
+    ]
+
+
+CONSOLE_ROUTES: list[tuple[str, type[ApiHandler]]] = [
+    (f"{CONSOLE}/login", LoginHandler),
+    (f"{CONSOLE}/logout", LogoutHandler),
+    (f"{CONSOLE}/", HomeHandler),
+    (f"{CONSOLE}/districts/{{district_id}}", DistrictHomeHandler),
+    (f"{CONSOLE}/districts/{{district_id}}/summary.xlsx", DistrictXlsxHandler),
+    (f"{CONSOLE}/districts/{{district_id}}/terms/{{term}}/requirement", DistrictRequirementHandler),
+    (f"{CONSOLE}/schools/{{school_id}}", SchoolHomeHandler),
+    (f"{CONSOLE}/schools/{{school_id}}/evening-classes", SchoolEveningClassFormHandler),
+    (f"{CONSOLE}/schools/{{school_id}}/roster-imports", SchoolRosterFormHandler),
+]
