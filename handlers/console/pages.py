@@ -401,8 +401,9 @@ class _SchoolPage(ConsoleHandler):
 
     async def render_after_form(self, school_id: str, status: int, **outcome: Any) -> None:
         """The school 首页 again with what a form did, read in a transaction of its own under the
-        page's roles (the form's transaction may have rolled back)."""
-        async with self.transaction() as session:
+        page's roles (the form's transaction may have rolled back). Only a read, so not the base's
+        transaction: that one would write the form's audit event for a form that did nothing."""
+        async with self.deps.db_gate, self.deps.sessions() as session, session.begin():
             school = await session.get(School, self.path_uuid(school_id))
             if school is None or not may(self.me, SCHOOL_PAGE, school=school):
                 raise NotFound("学校不存在")

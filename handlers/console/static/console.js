@@ -35,7 +35,7 @@
         markLine: {
           symbol: "none",
           lineStyle: { color: "#e69500", type: "dashed", width: 2 },
-          label: { formatter: "要求 " + data.required + " 次" },
+          label: { position: "insideEndTop", formatter: "要求 " + data.required + " 次" },
           data: [{ yAxis: data.required }]
         }
       }]
