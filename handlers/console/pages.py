@@ -78,7 +78,7 @@ def page_of(summary: str, *sources: Operation) -> Operation:
     )
 
 
-def form_of(summary: str, source: Operation) -> Operation:
+def form_of(summary: str, source: Operation, status: int) -> Operation:
     """A form that carries out `source`: its roles, scope and audit action, from a console session."""
     return dataclasses.replace(
         source,
@@ -88,7 +88,7 @@ def form_of(summary: str, source: Operation) -> Operation:
         body=None,
         response=None,
         media_type="text/html",
-        status=200,
+        status=status,  # 303 to the page that shows the outcome, or 200 with the outcome in the page
     )
 
 
@@ -102,10 +102,10 @@ SCHOOL_PAGE = page_of(
     evening_api.SchoolTermSummaryHandler.openapi["get"],
     statistics_api.SchoolLearningSummaryHandler.openapi["get"],
 )
-SCHEDULE_FORM = form_of("开设家长夜校（表单）", evening_api.SchoolEveningClassesHandler.openapi["post"])
-ROSTER_FORM = form_of("导入学生名单（表单）", organisation_api.RosterImportHandler.openapi["post"])
+SCHEDULE_FORM = form_of("开设家长夜校（表单）", evening_api.SchoolEveningClassesHandler.openapi["post"], 303)
+ROSTER_FORM = form_of("导入学生名单（表单）", organisation_api.RosterImportHandler.openapi["post"], 200)
 REQUIREMENT_FORM = form_of(
-    "设置每学期夜校要求次数（表单）", evening_api.TermRequirementHandler.openapi["put"]
+    "设置每学期夜校要求次数（表单）", evening_api.TermRequirementHandler.openapi["put"], 303
 )
 
 
@@ -299,21 +299,25 @@ class HomeHandler(ConsoleHandler):
 
     openapi: ClassVar = {
         "get": Operation(
-            "控制台入口：转到我的首页", auth=AuthMode.session, media_type="text/html", status=303
+            "控制台入口：转到我的首页",
+            roles=DISTRICT_PAGE.roles | SCHOOL_PAGE.roles,
+            auth=AuthMode.session,
+            media_type="text/html",
+            status=303,
+            errors=(401, 403),
         )
     }
 
     async def get(self) -> None:
         me = self.me
         district = next((d for d in me.districts if set(d.roles) & DISTRICT_PAGE.roles), None)
+        school = next((s for s in me.schools if set(s.roles) & SCHOOL_PAGE.roles), None)
         if district is not None:
             self.redirect(f"{CONSOLE}/districts/{district.id}", status=303)
-            return
-        school = next((s for s in me.schools if set(s.roles) & SCHOOL_PAGE.roles), None)
-        if school is not None:
+        elif school is not None:
             self.redirect(f"{CONSOLE}/schools/{school.id}", status=303)
-            return
-        self.render_page("no_page.html", status=403)
+        else:  # the roles above reach a district or a school by construction (role_grant's check)
+            raise NotFound("没有可用的管理页面")
 
 
 # ---- district 首页 -----------------------------------------------------------------------------------
