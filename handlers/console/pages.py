@@ -31,6 +31,7 @@ from handlers.policy import AuthMode, Operation
 from infra.clock import SHANGHAI
 from infra.errors import (
     AppError,
+    Forbidden,
     NotFound,
     RateLimited,
     Unauthenticated,
@@ -104,6 +105,8 @@ SCHOOL_PAGE = page_of(
 )
 SCHEDULE_FORM = form_of("开设家长夜校（表单）", evening_api.SchoolEveningClassesHandler.openapi["post"], 303)
 ROSTER_FORM = form_of("导入学生名单（表单）", organisation_api.RosterImportHandler.openapi["post"], 200)
+# Whoever has a page here: the landing and password pages are theirs.
+STAFF_PAGES = DISTRICT_PAGE.roles | SCHOOL_PAGE.roles
 REQUIREMENT_FORM = form_of(
     "设置每学期夜校要求次数（表单）", evening_api.TermRequirementHandler.openapi["put"], 303
 )
@@ -138,6 +141,22 @@ class ConsoleHandler(ApiHandler):
         self.set_header("X-Frame-Options", "DENY")
         self.set_header("Referrer-Policy", "same-origin")
         self.set_header("Cache-Control", "no-store")
+
+    # Pages a session whose password must change may still open.
+    allowed_before_password_change: ClassVar[bool] = False
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        caller = self.caller
+        if (
+            isinstance(caller, sessions.SessionCaller)
+            and caller.password_change_required
+            and not self.allowed_before_password_change
+        ):
+            if self.request.method == "GET":
+                self.redirect(f"{CONSOLE}/password", status=303)
+                return
+            raise Forbidden("请先修改初始密码", code="password_change_required")
 
     @property
     def csrf_token(self) -> str:
@@ -276,12 +295,15 @@ class LoginHandler(ConsoleHandler):
             )
             return
         await sessions.end(self.deps, cookie)  # a new id at every login: a planted cookie gains nothing
-        new_id, _ = await sessions.open_session(self.deps, user.id)
+        new_id, _ = await sessions.open_session(
+            self.deps, user.id, password_change_required=user.password_change_required
+        )
         self.set_session_cookie(new_id)
-        self.redirect(target, status=303)
+        self.redirect(f"{CONSOLE}/password" if user.password_change_required else target, status=303)
 
 
 class LogoutHandler(ConsoleHandler):
+    allowed_before_password_change = True
     openapi: ClassVar = {
         "post": Operation(
             "退出控制台", auth=AuthMode.session, media_type="text/html", status=303, errors=(401, 403)
@@ -294,13 +316,69 @@ class LogoutHandler(ConsoleHandler):
         self.redirect(f"{CONSOLE}/login", status=303)
 
 
+class PasswordHandler(ConsoleHandler):
+    """Change one's own password: required before anything else when someone else chose it. The
+    session ends and a new one (new id) begins; every API login of the account ends too."""
+
+    allowed_before_password_change = True
+    openapi: ClassVar = {
+        "get": Operation(
+            "修改密码页",
+            roles=STAFF_PAGES,
+            auth=AuthMode.session,
+            media_type="text/html",
+            errors=(401, 403),
+        ),
+        "post": Operation(
+            "修改密码（当前密码、新密码两次）",
+            roles=STAFF_PAGES,
+            auth=AuthMode.session,
+            media_type="text/html",
+            status=303,
+            errors=(401, 403, 422),
+        ),
+    }
+
+    async def get(self) -> None:
+        self.render_page("password.html", error=None, required=self.password_change_required)
+
+    @property
+    def password_change_required(self) -> bool:
+        caller = self.caller
+        return isinstance(caller, sessions.SessionCaller) and caller.password_change_required
+
+    async def post(self) -> None:
+        current = self.get_body_argument("current", "")
+        new = self.get_body_argument("new", "")
+        if new != self.get_body_argument("repeat", ""):
+            self.render_page(
+                "password.html",
+                status=422,
+                error="两次输入的新密码不一致",
+                required=self.password_change_required,
+            )
+            return
+        try:
+            async with self.transaction() as session:
+                await auth.change_password(session, self.me.id, current, new, now=self.deps.clock())
+        except ValidationFailed as exc:
+            self.render_page(
+                "password.html", status=422, error=exc.detail, required=self.password_change_required
+            )
+            return
+        await sessions.end(self.deps, self.get_cookie(sessions.COOKIE))
+        new_id, _ = await sessions.open_session(self.deps, self.me.id)
+        self.set_session_cookie(new_id)
+        self.redirect(f"{CONSOLE}/", status=303)
+
+
 class HomeHandler(ConsoleHandler):
     """Where a signed-in staff member lands: their district's page, else their school's."""
 
     openapi: ClassVar = {
         "get": Operation(
             "控制台入口：转到我的首页",
-            roles=DISTRICT_PAGE.roles | SCHOOL_PAGE.roles,
+            roles=STAFF_PAGES,
             auth=AuthMode.session,
             media_type="text/html",
             status=303,
@@ -518,6 +596,7 @@ def _row_errors(errors: Iterable[dict[str, Any]] | None) -> list[dict[str, Any]]
 CONSOLE_ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{CONSOLE}/login", LoginHandler),
     (f"{CONSOLE}/logout", LogoutHandler),
+    (f"{CONSOLE}/password", PasswordHandler),
     (f"{CONSOLE}/", HomeHandler),
     (f"{CONSOLE}/districts/{{district_id}}", DistrictHomeHandler),
     (f"{CONSOLE}/districts/{{district_id}}/summary.xlsx", DistrictXlsxHandler),

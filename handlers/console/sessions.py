@@ -33,6 +33,7 @@ class ConsoleSession(BaseModel):
     user_id: uuid.UUID | None  # None: a visitor who has not logged in yet
     csrf_token: str
     last_seen: float  # deps.clock() timestamp of the last request
+    password_change_required: bool = False  # only the password page until the owner picks their own
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class SessionCaller(Caller):
     """A caller authenticated by a console session (`session_id` is the hash of its cookie)."""
 
     csrf_token: str = ""
+    password_change_required: bool = False
 
 
 class CsrfRefused(Forbidden):
@@ -54,11 +56,16 @@ def _key(deps: Deps, session_id: str) -> str:
     return deps.keys.console_session(hashlib.sha256(session_id.encode()).hexdigest())
 
 
-async def open_session(deps: Deps, user_id: uuid.UUID | None) -> tuple[str, ConsoleSession]:
+async def open_session(
+    deps: Deps, user_id: uuid.UUID | None, *, password_change_required: bool = False
+) -> tuple[str, ConsoleSession]:
     """A new session with a new id and CSRF token; returns the id for the cookie."""
     session_id = secrets.token_urlsafe(32)
     record = ConsoleSession(
-        user_id=user_id, csrf_token=secrets.token_urlsafe(32), last_seen=deps.clock().timestamp()
+        user_id=user_id,
+        csrf_token=secrets.token_urlsafe(32),
+        last_seen=deps.clock().timestamp(),
+        password_change_required=password_change_required,
     )
     await _store(deps, session_id, record)
     return session_id, record
@@ -116,4 +123,5 @@ async def authenticate(deps: Deps, session_id: str | None, method: str, csrf: st
         user_id=user_id,
         principal_json=principal,
         csrf_token=record.csrf_token,
+        password_change_required=record.password_change_required,
     )

@@ -20,6 +20,7 @@ from handlers.console import sessions
 from handlers.deps import Deps
 from server.app import CONSOLE_ROUTES
 from tests.api.test_authz_matrix import ACTORS, Ctx, Route, expected_status, make_ctx, targets
+from tests.builders import STAFF_PASSWORD
 from tests.client import Api, Response
 
 TERM = "2025-2026-1"
@@ -62,8 +63,15 @@ async def _roster(ctx: Ctx, target: Any) -> FormCall:
     return FormCall(form={}, upload=("名单.csv", csv.encode()))
 
 
+async def _new_password(ctx: Ctx, target: Any) -> FormCall:
+    new = f"new password {uuid.uuid4().hex[:6]}"
+    return FormCall(form={"current": STAFF_PASSWORD, "new": new, "repeat": new})
+
+
 RECIPES: dict[tuple[str, str], FormRecipe] = {
     ("/console/logout", "post"): _nothing,
+    ("/console/password", "get"): _nothing,
+    ("/console/password", "post"): _new_password,
     ("/console/", "get"): _nothing,
     ("/console/districts/{district_id}", "get"): _nothing,
     ("/console/districts/{district_id}/summary.xlsx", "get"): _nothing,

@@ -443,3 +443,65 @@ async def test_an_idle_session_expires(page: Page, api: Api, deps: Deps) -> None
     await page.get_by_label("密码").fill(STAFF_PASSWORD)
     await page.get_by_role("button", name="登录").click()
     await expect(page.locator("h1")).to_have_text("甲小学 · 首页")
+
+
+# ---- an initial password ----------------------------------------------------------------------------
+async def test_an_account_with_an_initial_password_changes_it_at_first_login(
+    page: Page, api: Api, deps: Deps
+) -> None:
+    s = await scene(deps)
+    created = await api.post(
+        f"{API}/districts/{s.world.district.id}/staff-accounts",
+        {
+            "username": "jia_new_admin",
+            "password": "initial password 1",
+            "display_name": "新管理员",
+            "role": "school_admin",
+            "school_id": str(s.world.school_a.id),
+        },
+        token=s.world.token("district_admin"),
+    )
+    assert created.status == 201, created.body
+    api_login = await api.post(
+        f"{API}/auth/password-login", {"username": "jia_new_admin", "password": "initial password 1"}
+    )
+    refresh_token = api_login.json()["refresh_token"]
+
+    await page.goto("/console/login")
+    await page.get_by_label("用户名").fill("jia_new_admin")
+    await page.get_by_label("密码").fill("initial password 1")
+    await page.get_by_role("button", name="登录").click()
+    await expect(page.locator("h1")).to_have_text("修改密码")
+    await expect(page.get_by_role("status")).to_contain_text("初始密码")
+    await shoot(page, "password")
+    # Nothing else opens until the password is changed.
+    await page.goto(f"/console/schools/{s.world.school_a.id}")
+    await expect(page.locator("h1")).to_have_text("修改密码")
+
+    await page.get_by_label("当前密码").fill("initial password 1")
+    await page.get_by_label("新密码（至少 10 个字符）").fill("my own password 2")
+    await page.get_by_label("再次输入新密码").fill("my own password 3")
+    await page.get_by_role("button", name="保存新密码").click()
+    await expect(page.get_by_role("alert")).to_have_text("两次输入的新密码不一致")
+
+    await page.get_by_label("当前密码").fill("initial password 1")
+    await page.get_by_label("新密码（至少 10 个字符）").fill("my own password 2")
+    await page.get_by_label("再次输入新密码").fill("my own password 2")
+    await page.get_by_role("button", name="保存新密码").click()
+    await expect(page.locator("h1")).to_have_text("甲小学 · 首页")
+
+    # The API login made with the initial password has ended; only the new password logs in.
+    assert (await api.post(f"{API}/auth/refresh", {"refresh_token": refresh_token})).status == 401
+    old = await api.post(
+        f"{API}/auth/password-login", {"username": "jia_new_admin", "password": "initial password 1"}
+    )
+    assert old.status == 401
+    new = await api.post(
+        f"{API}/auth/password-login", {"username": "jia_new_admin", "password": "my own password 2"}
+    )
+    assert new.status == 200
+    await page.get_by_role("button", name="退出登录").click()
+    await page.get_by_label("用户名").fill("jia_new_admin")
+    await page.get_by_label("密码").fill("my own password 2")
+    await page.get_by_role("button", name="登录").click()
+    await expect(page.locator("h1")).to_have_text("甲小学 · 首页")  # asked only once
