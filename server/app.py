@@ -17,6 +17,7 @@ from handlers import (
     learning,
     notifications,
     organisation,
+    sheets,
     statistics,
     system,
 )
@@ -73,6 +74,7 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{API}/evening-classes/{{class_id}}/checkin-code", evening_classes.CheckinCodeHandler),
     (f"{API}/evening-classes/{{class_id}}/checkins", evening_classes.CheckinsHandler),
     (f"{API}/evening-classes/{{class_id}}/roster", evening_classes.RosterHandler),
+    (f"{API}/evening-classes/{{class_id}}/sign-in-sheet.pdf", sheets.SignInSheetHandler),
     (f"{API}/evening-classes/{{class_id}}/attendance/{{parent_id}}", evening_classes.RosterAttendanceHandler),
     (
         f"{API}/schools/{{school_id}}/terms/{{term}}/evening-classes/summary",
