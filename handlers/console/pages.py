@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import evening_classes as evening_api
 from handlers import organisation as organisation_api
-from handlers import problems
+from handlers import problems, sheets
 from handlers import statistics as statistics_api
 from handlers.base import ApiHandler
 from handlers.console import exports, sessions
@@ -47,6 +47,7 @@ from models.evening_classes import service as evening
 from models.evening_classes.rules import term_of, valid_term
 from models.evening_classes.schemas import EveningClassIn
 from models.evening_classes.school_list import schedulable_courses, school_term_classes
+from models.evening_classes.sign_in_sheet import render_sign_in_sheet, sheet_data
 from models.learning import statistics
 
 HERE = Path(__file__).parent
@@ -80,7 +81,8 @@ def page_of(summary: str, *sources: Operation) -> Operation:
 
 
 def form_of(summary: str, source: Operation, status: int) -> Operation:
-    """A form that carries out `source`: its roles, scope and audit action, from a console session."""
+    """`source` carried out from a console session (a form, or a file a page links to): its roles,
+    scope and audit action."""
     return dataclasses.replace(
         source,
         summary=summary,
@@ -593,6 +595,30 @@ def _row_errors(errors: Iterable[dict[str, Any]] | None) -> list[dict[str, Any]]
     ]
 
 
+# The API's operation from a console session: its roles, record scope and audit action.
+SIGN_IN_SHEET = dataclasses.replace(
+    form_of("家长夜校签到表（PDF）", sheets.SignInSheetHandler.openapi["get"], 200),
+    media_type="application/pdf",
+)
+
+
+class SignInSheetHandler(ConsoleHandler):
+    """The API's sign-in sheet from a console session (the school page links each class to it)."""
+
+    openapi: ClassVar = {"get": SIGN_IN_SHEET}
+
+    async def get(self, class_id: str) -> None:
+        async with self.transaction() as session:
+            evening_class, school, listed, names = await sheet_data(
+                session, self.me, self.path_uuid(class_id)
+            )
+        self.set_header("Content-Type", "application/pdf")
+        self.set_header(
+            "Content-Disposition", f"inline; filename*=UTF-8''{quote(f'签到表-{evening_class.title}.pdf')}"
+        )
+        self.finish(render_sign_in_sheet(evening_class, school, listed, names))
+
+
 CONSOLE_ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{CONSOLE}/login", LoginHandler),
     (f"{CONSOLE}/logout", LogoutHandler),
@@ -604,4 +630,5 @@ CONSOLE_ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{CONSOLE}/schools/{{school_id}}", SchoolHomeHandler),
     (f"{CONSOLE}/schools/{{school_id}}/evening-classes", SchoolEveningClassFormHandler),
     (f"{CONSOLE}/schools/{{school_id}}/roster-imports", SchoolRosterFormHandler),
+    (f"{CONSOLE}/evening-classes/{{class_id}}/sign-in-sheet.pdf", SignInSheetHandler),
 ]

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import openpyxl
+import pypdf
 from playwright.async_api import Page, expect
 from sqlalchemy import select
 
@@ -291,6 +292,13 @@ async def test_scheduling_from_the_form_shows_the_class_in_the_list(page: Page, 
     )
     assert [c["title"] for c in listed.json()["items"]] == ["如何陪孩子写作业"]
     await shoot(page, "school")
+    # Its sign-in sheet, linked from the row, opens with the session and names the class.
+    href = await row.get_by_role("link", name="签到表").get_attribute("href")
+    assert href is not None
+    sheet = await page.request.get(href)
+    assert sheet.status == 200 and sheet.headers["content-type"] == "application/pdf"
+    text = pypdf.PdfReader(io.BytesIO(await sheet.body())).pages[0].extract_text()
+    assert "课程：如何陪孩子写作业" in text and "暂无报名家庭" in text
 
 
 async def test_a_form_that_breaks_a_rule_says_why(page: Page, api: Api, deps: Deps) -> None:
