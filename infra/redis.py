@@ -96,6 +96,9 @@ class Keys:
     def console_session(self, session_key: str) -> str:
         return f"{self.prefix}console-session:{session_key}"
 
+    def console_user_sessions(self, user_id: str) -> str:
+        return f"{self.prefix}console-sessions-of:{user_id}"
+
     def revoked_session(self, session_id: str) -> str:
         return f"{self.prefix}revoked-sid:{session_id}"
 

@@ -368,7 +368,7 @@ class PasswordHandler(ConsoleHandler):
                 "password.html", status=422, error=exc.detail, required=self.password_change_required
             )
             return
-        await sessions.end(self.deps, self.get_cookie(sessions.COOKIE))
+        await sessions.end_all(self.deps, self.me.id)  # every browser signed in with the old password
         new_id, _ = await sessions.open_session(self.deps, self.me.id)
         self.set_session_cookie(new_id)
         self.redirect(f"{CONSOLE}/", status=303)

@@ -68,6 +68,10 @@ async def open_session(
         password_change_required=password_change_required,
     )
     await _store(deps, session_id, record)
+    if user_id is not None:  # remembered so that a password change can end every session of the user
+        mine = deps.keys.console_user_sessions(str(user_id))
+        await deps.pipelined.execute("SADD", mine, _key(deps, session_id))
+        await deps.pipelined.execute("EXPIRE", mine, deps.settings.console_idle_seconds)
     return session_id, record
 
 
@@ -97,6 +101,14 @@ async def load(deps: Deps, session_id: str | None) -> ConsoleSession | None:
 async def end(deps: Deps, session_id: str | None) -> None:
     if session_id:
         await deps.pipelined.execute("DEL", _key(deps, session_id))
+
+
+async def end_all(deps: Deps, user_id: uuid.UUID) -> None:
+    """End every console session of the user (their password changed)."""
+    mine = deps.keys.console_user_sessions(str(user_id))
+    for key in await deps.pipelined.execute("SMEMBERS", mine):
+        await deps.pipelined.execute("DEL", key)
+    await deps.pipelined.execute("DEL", mine)
 
 
 def csrf_matches(record: ConsoleSession, presented: str | None) -> bool:

@@ -475,6 +475,15 @@ async def test_an_account_with_an_initial_password_changes_it_at_first_login(
     )
     refresh_token = api_login.json()["refresh_token"]
 
+    # Someone else who knows the initial password signs in elsewhere first.
+    elsewhere_context = await page.context.browser.new_context(base_url=api.base)  # type: ignore[union-attr]
+    elsewhere = await elsewhere_context.new_page()
+    await elsewhere.goto("/console/login")
+    await elsewhere.get_by_label("用户名").fill("jia_new_admin")
+    await elsewhere.get_by_label("密码").fill("initial password 1")
+    await elsewhere.get_by_role("button", name="登录").click()
+    await expect(elsewhere.locator("h1")).to_have_text("修改密码")
+
     await page.goto("/console/login")
     await page.get_by_label("用户名").fill("jia_new_admin")
     await page.get_by_label("密码").fill("initial password 1")
@@ -498,6 +507,10 @@ async def test_an_account_with_an_initial_password_changes_it_at_first_login(
     await page.get_by_role("button", name="保存新密码").click()
     await expect(page.locator("h1")).to_have_text("甲小学 · 首页")
 
+    # The other browser's session has ended with the old password.
+    await elsewhere.reload()
+    await expect(elsewhere.locator("h1")).to_have_text("管理员登录")
+    await elsewhere_context.close()
     # The API login made with the initial password has ended; only the new password logs in.
     assert (await api.post(f"{API}/auth/refresh", {"refresh_token": refresh_token})).status == 401
     old = await api.post(
