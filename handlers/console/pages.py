@@ -412,6 +412,7 @@ class DistrictHomeHandler(ConsoleHandler):
             "schools": [r.school_name for r in figures.rows],
             "held": [r.held for r in figures.rows],
             "required": figures.required,
+            "completion": [r.completion_share for r in figures.rows],
         }
         self.render_page(
             "district.html",

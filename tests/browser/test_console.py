@@ -222,6 +222,16 @@ async def test_the_chart_is_drawn_with_the_apis_figures(page: Page, api: Api, de
         }"""
     )
     assert red > 100
+    # The completion chart: one bar per school, the API's share as a percentage.
+    completion = await page.evaluate(
+        """() => {
+            const o = window.consoleCharts.completion.getOption();
+            return { schools: o.xAxis[0].data, shares: o.series[0].data };
+        }"""
+    )
+    assert completion["schools"] == [r["school"] for r in expected]
+    assert completion["shares"] == [round(r["share"] * 100, 1) for r in expected]
+    assert completion["shares"] == [0.0, 100.0]
     await page.locator("#chart-evening").scroll_into_view_if_needed()
     await shoot(page, "district-chart")
 

@@ -44,10 +44,33 @@
     return chart;
   }
 
+  function completionChart(el) {
+    var data = JSON.parse(el.dataset.chart);
+    var chart = echarts.init(el, null, { renderer: "canvas" });
+    chart.setOption({
+      animation: false,
+      grid: { left: 56, right: 24, top: 36, bottom: 64 },
+      tooltip: { trigger: "axis", valueFormatter: function (v) { return v + "%"; } },
+      xAxis: { type: "category", data: data.schools, axisLabel: { interval: 0, rotate: data.schools.length > 8 ? 30 : 0 } },
+      yAxis: { type: "value", name: "完成率 %", min: 0, max: 100 },
+      series: [{
+        name: "学时完成率",
+        type: "bar",
+        barMaxWidth: 48,
+        itemStyle: { color: "#2e7d32" },
+        label: { show: true, position: "top", formatter: "{c}%" },
+        data: data.completion.map(function (share) { return Math.round(share * 1000) / 10; })
+      }]
+    });
+    window.addEventListener("resize", function () { chart.resize(); });
+    return chart;
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
-    var el = document.getElementById("chart-evening");
-    if (el && window.echarts) {
-      window.consoleCharts.evening = eveningChart(el);
-    }
+    if (!window.echarts) { return; }
+    var evening = document.getElementById("chart-evening");
+    if (evening) { window.consoleCharts.evening = eveningChart(evening); }
+    var completion = document.getElementById("chart-completion");
+    if (completion) { window.consoleCharts.completion = completionChart(completion); }
   });
 })();
