@@ -49,10 +49,31 @@ def _id(name: str) -> uuid.UUID:
 async def seed(schools: int) -> uuid.UUID:
     """A district of `schools` schools, each with a classroom of parents and this term's classes (some
     held, with attendance, some ahead); its admin account. Idempotent: a second run finds it."""
+    from sqlalchemy import select, text
+
+    from infra.db import make_engine
+    from models.accounts.tables import District
+
+    district_id = _id(f"district-{schools}")
+    engine = make_engine(database_url(), pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            if not (await conn.execute(select(District.id).where(District.id == district_id))).first():
+                await _generate(conn, schools, district_id)
+        # Statistics as autovacuum would have them by now on a live database (without them the
+        # planner takes the fresh tables for empty and joins them in nested loops).
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("ANALYZE"))
+        return district_id
+    finally:
+        await engine.dispose()
+
+
+async def _generate(conn: Any, schools: int, district_id: uuid.UUID) -> None:
     from sqlalchemy import select
     from sqlalchemy.dialects.postgresql import insert
 
-    from infra.db import make_engine
     from infra.security import hash_password
     from models.accounts.tables import (
         Classroom,
@@ -67,118 +88,105 @@ async def seed(schools: int) -> uuid.UUID:
     from models.evening_classes.rules import term_of
     from models.evening_classes.tables import Attendance, EveningClass
 
-    district_id = _id(f"district-{schools}")
-    engine = make_engine(database_url(), pool_size=1)
-    try:
-        async with engine.begin() as conn:
-            if (await conn.execute(select(District.id).where(District.id == district_id))).first():
-                return district_id
-            benchlib.log(f"generating a district of {schools} schools")
-            now = datetime.now(UTC)
-            course_id = (
-                await conn.execute(
-                    select(Course.id).where(Course.tier == "general").order_by(Course.id).limit(1)
-                )
-            ).scalar_one()
-            await conn.execute(insert(District).values(id=district_id, name=f"压测区{schools}"))
-            admin = _id(f"admin-{schools}")
-            await conn.execute(
-                insert(User).values(
-                    id=admin,
-                    username=f"{USERNAME}-{schools}",
-                    password_hash=hash_password(PASSWORD),
-                    display_name="压测区管理员",
-                    failed_logins=0,
-                )
+    benchlib.log(f"generating a district of {schools} schools")
+    now = datetime.now(UTC)
+    course_id = (
+        await conn.execute(select(Course.id).where(Course.tier == "general").order_by(Course.id).limit(1))
+    ).scalar_one()
+    await conn.execute(insert(District).values(id=district_id, name=f"压测区{schools}"))
+    admin = _id(f"admin-{schools}")
+    await conn.execute(
+        insert(User).values(
+            id=admin,
+            username=f"{USERNAME}-{schools}",
+            password_hash=hash_password(PASSWORD),
+            display_name="压测区管理员",
+            failed_logins=0,
+        )
+    )
+    await conn.execute(
+        insert(RoleGrant).values(
+            id=_id(f"grant-{schools}"), user_id=admin, role="district_admin", district_id=district_id
+        )
+    )
+    rows: dict[str, list[dict[str, Any]]] = {
+        k: [] for k in ("school", "classroom", "user", "student", "guardian", "class", "attendance")
+    }
+    for s in range(schools):
+        school = _id(f"school-{schools}-{s}")
+        classroom = _id(f"classroom-{schools}-{s}")
+        rows["school"].append({"id": school, "district_id": district_id, "name": f"压测学校{s:03d}"})
+        rows["classroom"].append({"id": classroom, "school_id": school, "name": "一年级1班", "grade": 1})
+        parents = []
+        for p in range(PARENTS_PER_SCHOOL):
+            parent, student = _id(f"parent-{schools}-{s}-{p}"), _id(f"student-{schools}-{s}-{p}")
+            parents.append(parent)
+            rows["user"].append({"id": parent, "display_name": f"家长{p}", "failed_logins": 0})
+            rows["student"].append(
+                {
+                    "id": student,
+                    "school_id": school,
+                    "classroom_id": classroom,
+                    "student_no": f"B{p:04d}",
+                    "name": f"学生{p}",
+                }
             )
-            await conn.execute(
-                insert(RoleGrant).values(
-                    id=_id(f"grant-{schools}"), user_id=admin, role="district_admin", district_id=district_id
-                )
+            rows["guardian"].append(
+                {
+                    "id": _id(f"guardian-{schools}-{s}-{p}"),
+                    "parent_user_id": parent,
+                    "student_id": student,
+                    "relation": "mother",
+                    "consent_policy_version": "2025-09",
+                    "consent_at": now,
+                }
             )
-            rows: dict[str, list[dict[str, Any]]] = {
-                k: [] for k in ("school", "classroom", "user", "student", "guardian", "class", "attendance")
-            }
-            for s in range(schools):
-                school = _id(f"school-{schools}-{s}")
-                classroom = _id(f"classroom-{schools}-{s}")
-                rows["school"].append({"id": school, "district_id": district_id, "name": f"压测学校{s:03d}"})
-                rows["classroom"].append(
-                    {"id": classroom, "school_id": school, "name": "一年级1班", "grade": 1}
-                )
-                parents = []
-                for p in range(PARENTS_PER_SCHOOL):
-                    parent, student = _id(f"parent-{schools}-{s}-{p}"), _id(f"student-{schools}-{s}-{p}")
-                    parents.append(parent)
-                    rows["user"].append({"id": parent, "display_name": f"家长{p}", "failed_logins": 0})
-                    rows["student"].append(
-                        {
-                            "id": student,
-                            "school_id": school,
-                            "classroom_id": classroom,
-                            "student_no": f"B{p:04d}",
-                            "name": f"学生{p}",
-                        }
-                    )
-                    rows["guardian"].append(
-                        {
-                            "id": _id(f"guardian-{schools}-{s}-{p}"),
-                            "parent_user_id": parent,
-                            "student_id": student,
-                            "relation": "mother",
-                            "consent_policy_version": "2025-09",
-                            "consent_at": now,
-                        }
-                    )
-                held = s % (CLASSES_PER_SCHOOL + 1)  # 0…6 held: a spread around the requirement of 5
-                for c in range(CLASSES_PER_SCHOOL):
-                    starts = now - timedelta(days=2 + c) if c < held else now + timedelta(days=2 + c)
-                    if term_of(starts) != term_of(now):
-                        starts = now - timedelta(hours=3 + c) if c < held else now + timedelta(hours=3 + c)
-                    evening = _id(f"class-{schools}-{s}-{c}")
-                    rows["class"].append(
-                        {
-                            "id": evening,
-                            "school_id": school,
-                            "course_id": course_id,
-                            "title": "压测夜校",
-                            "term": term_of(starts),
-                            "starts_at": starts,
-                            "ends_at": starts + timedelta(minutes=90),
-                            "place": "报告厅",
-                            "capacity": 50,
-                            "confirmed_count": 10,
-                            "waitlisted_count": 0,
-                            "audience": "school",
-                            "signup_opens_at": starts - timedelta(days=7),
-                            "signup_closes_at": starts,
-                            "cancel_deadline": starts - timedelta(days=1),
-                        }
-                    )
-                    if c < held:
-                        rows["attendance"] += [
-                            {
-                                "id": _id(f"att-{evening}-{parent}"),
-                                "class_id": evening,
-                                "parent_user_id": parent,
-                                "method": "qr",
-                            }
-                            for parent in parents[:10]
-                        ]
-            for table, key in (
-                (School, "school"),
-                (Classroom, "classroom"),
-                (User, "user"),
-                (Student, "student"),
-                (Guardianship, "guardian"),
-                (EveningClass, "class"),
-                (Attendance, "attendance"),
-            ):
-                for first in range(0, len(rows[key]), 2000):
-                    await conn.execute(insert(table), rows[key][first : first + 2000])
-            return district_id
-    finally:
-        await engine.dispose()
+        held = s % (CLASSES_PER_SCHOOL + 1)  # 0…6 held: a spread around the requirement of 5
+        for c in range(CLASSES_PER_SCHOOL):
+            starts = now - timedelta(days=2 + c) if c < held else now + timedelta(days=2 + c)
+            if term_of(starts) != term_of(now):
+                starts = now - timedelta(hours=3 + c) if c < held else now + timedelta(hours=3 + c)
+            evening = _id(f"class-{schools}-{s}-{c}")
+            rows["class"].append(
+                {
+                    "id": evening,
+                    "school_id": school,
+                    "course_id": course_id,
+                    "title": "压测夜校",
+                    "term": term_of(starts),
+                    "starts_at": starts,
+                    "ends_at": starts + timedelta(minutes=90),
+                    "place": "报告厅",
+                    "capacity": 50,
+                    "confirmed_count": 10,
+                    "waitlisted_count": 0,
+                    "audience": "school",
+                    "signup_opens_at": starts - timedelta(days=7),
+                    "signup_closes_at": starts,
+                    "cancel_deadline": starts - timedelta(days=1),
+                }
+            )
+            if c < held:
+                rows["attendance"] += [
+                    {
+                        "id": _id(f"att-{evening}-{parent}"),
+                        "class_id": evening,
+                        "parent_user_id": parent,
+                        "method": "qr",
+                    }
+                    for parent in parents[:10]
+                ]
+    for table, key in (
+        (School, "school"),
+        (Classroom, "classroom"),
+        (User, "user"),
+        (Student, "student"),
+        (Guardianship, "guardian"),
+        (EveningClass, "class"),
+        (Attendance, "attendance"),
+    ):
+        for first in range(0, len(rows[key]), 2000):
+            await conn.execute(insert(table), rows[key][first : first + 2000])
 
 
 class Session:
