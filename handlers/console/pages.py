@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
+import segno
 import tornado.template
 import tornado.web
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,7 +45,7 @@ from models.accounts.principal import Principal
 from models.accounts.rules import Role
 from models.accounts.tables import District, School
 from models.evening_classes import service as evening
-from models.evening_classes.rules import term_of, valid_term
+from models.evening_classes.rules import checkin_open, checkin_token, term_of, valid_term
 from models.evening_classes.schemas import EveningClassIn
 from models.evening_classes.school_list import schedulable_courses, school_term_classes
 from models.evening_classes.sign_in_sheet import render_sign_in_sheet, sheet_data
@@ -620,6 +621,55 @@ class SignInSheetHandler(ConsoleHandler):
         self.finish(render_sign_in_sheet(evening_class, school, listed, names))
 
 
+# The check-in screen: the API's rotating check-in code (same roles and record scope) on the hall's
+# projector, with the count of check-ins as they arrive.
+CHECKIN_SCREEN = form_of("签到大屏", evening_api.CheckinCodeHandler.openapi["get"], 200)
+CHECKIN_STATE = dataclasses.replace(
+    CHECKIN_SCREEN,
+    summary="签到大屏的二维码与签到人数（每秒刷新）",
+    media_type="application/json",
+    errors=(401, 403, 404, 409),
+)
+CHECKIN_POLL_MS = 1000  # check-ins appear within a second or two
+
+
+class CheckinScreenHandler(ConsoleHandler):
+    openapi: ClassVar = {"get": CHECKIN_SCREEN}
+
+    async def get(self, class_id: str) -> None:
+        async with self.transaction() as session:
+            found = await evening.staff_class(session, self.me, self.path_uuid(class_id))
+        self.render_page("checkin.html", evening_class=found, shanghai=SHANGHAI, poll_ms=CHECKIN_POLL_MS)
+
+
+class CheckinStateHandler(ConsoleHandler):
+    """What the check-in screen polls: the current code as a QR image, when it changes, the count."""
+
+    openapi: ClassVar = {"get": CHECKIN_STATE}
+
+    async def get(self, class_id: str) -> None:
+        now = self.deps.clock()
+        async with self.transaction() as session:
+            found = await evening.staff_class(session, self.me, self.path_uuid(class_id))
+            if not checkin_open(found.starts_at, found.ends_at, now):
+                raise evening.CheckinClosed("签到在开课前 30 分钟开放，下课后 30 分钟关闭")
+            listed = await evening.roster(session, self.me, found.id)
+        token, next_at = checkin_token(evening_api.checkin_key(self.deps.settings), str(found.id), now)
+        qr = segno.make(token, error="m").svg_data_uri(scale=10, border=2)
+        self.send(
+            {
+                "token": token,
+                "qr": qr,
+                "next_token_at": next_at.isoformat(),
+                "present": listed.present,
+                "confirmed": listed.confirmed,
+            }
+        )
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        ApiHandler.write_error(self, status_code, **kwargs)  # the script reads problem+json
+
+
 CONSOLE_ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{CONSOLE}/login", LoginHandler),
     (f"{CONSOLE}/logout", LogoutHandler),
@@ -632,4 +682,6 @@ CONSOLE_ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{CONSOLE}/schools/{{school_id}}/evening-classes", SchoolEveningClassFormHandler),
     (f"{CONSOLE}/schools/{{school_id}}/roster-imports", SchoolRosterFormHandler),
     (f"{CONSOLE}/evening-classes/{{class_id}}/sign-in-sheet.pdf", SignInSheetHandler),
+    (f"{CONSOLE}/evening-classes/{{class_id}}/checkin", CheckinScreenHandler),
+    (f"{CONSOLE}/evening-classes/{{class_id}}/checkin/state", CheckinStateHandler),
 ]

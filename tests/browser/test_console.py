@@ -536,3 +536,51 @@ async def test_an_account_with_an_initial_password_changes_it_at_first_login(
     await page.get_by_label("密码").fill("my own password 2")
     await page.get_by_role("button", name="登录").click()
     await expect(page.locator("h1")).to_have_text("甲小学 · 首页")  # asked only once
+
+
+# ---- the check-in screen ----------------------------------------------------------------------------
+async def test_the_checkin_screen_shows_a_new_checkin_and_rotates_its_code(
+    page: Page, api: Api, deps: Deps
+) -> None:
+    s = await scene(deps)
+    async with deps.sessions() as session, session.begin():
+        from models.catalog.tables import Course
+
+        course = await session.get(Course, s.course_id)
+        assert course is not None
+        evening = await make_evening_class(
+            session, s.world.school_a, course, starts_at=NOW + timedelta(minutes=10)
+        )
+        later = await make_evening_class(session, s.world.school_a, course, starts_at=NOW + timedelta(days=2))
+    signed = await api.post(
+        f"{API}/evening-classes/{evening.id}/signups", {}, token=s.world.token("parent_a")
+    )
+    assert signed.status == 201, signed.body
+    await log_in(page, s.usernames["school_admin_a"])
+    link = page.locator(f"tr[data-class-id='{evening.id}']").get_by_role("link", name="签到大屏")
+    assert await link.get_attribute("href") == f"/console/evening-classes/{evening.id}/checkin"
+    await page.goto(f"/console/evening-classes/{evening.id}/checkin")
+    qr = page.locator("#qr")
+    await expect(qr).to_be_visible()
+    await expect(page.locator("#present")).to_have_text("0")
+    await expect(page.locator("#confirmed")).to_have_text("1")
+    token = await qr.get_attribute("data-token")
+    assert token
+    assert (await qr.get_attribute("src") or "").startswith("data:image/svg+xml")
+    await shoot(page, "checkin")
+
+    # The parent scans the code on the screen: the API accepts it, and the screen counts it within 2 s.
+    checked = await api.post(
+        f"{API}/evening-classes/{evening.id}/checkins", {"token": token}, token=s.world.token("parent_a")
+    )
+    assert checked.status == 201, checked.body
+    await expect(page.locator("#present")).to_have_text("1", timeout=2000)
+
+    # Thirty seconds on, the screen shows the next code.
+    s.clock.tick(30)
+    await expect(qr).not_to_have_attribute("data-token", token, timeout=2000)
+
+    # A class whose check-in has not opened says so instead of showing a code.
+    await page.goto(f"/console/evening-classes/{later.id}/checkin")
+    await expect(page.locator("#checkin-status")).to_have_text("签到在开课前 30 分钟开放，下课后 30 分钟关闭")
+    await expect(qr).to_be_hidden()

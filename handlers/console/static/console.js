@@ -66,7 +66,40 @@
     return chart;
   }
 
+  /* The check-in screen: the rotating code as a QR image and the count, refreshed every second (a code
+     lives 30 s, so the screen always shows a good one; a new check-in shows within about a second). */
+  function checkinScreen(el) {
+    var qr = document.getElementById("qr");
+    var status = document.getElementById("checkin-status");
+    function refresh() {
+      consoleFetch(el.dataset.state).then(function (response) {
+        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+      }).then(function (answer) {
+        if (!answer.ok) {
+          status.textContent = answer.body.detail || "暂时无法签到";
+          qr.hidden = true;
+          return;
+        }
+        var state = answer.body;
+        if (qr.dataset.token !== state.token) {
+          qr.src = state.qr;
+          qr.dataset.token = state.token;
+        }
+        qr.hidden = false;
+        document.getElementById("present").textContent = state.present;
+        document.getElementById("confirmed").textContent = state.confirmed;
+        status.textContent = "二维码每 30 秒自动更换，请勿拍照转发";
+      }).catch(function () {
+        status.textContent = "网络连接中断，正在重试……";
+      });
+    }
+    refresh();
+    window.setInterval(refresh, Number(el.dataset.pollMs) || 1000);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    var checkin = document.getElementById("checkin");
+    if (checkin) { checkinScreen(checkin); }
     if (!window.echarts) { return; }
     var evening = document.getElementById("chart-evening");
     if (evening) { window.consoleCharts.evening = eveningChart(evening); }
