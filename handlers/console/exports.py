@@ -12,6 +12,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Font, PatternFill
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.accounts import roster
 from models.accounts.tables import District
 from models.evening_classes import service as evening
 from models.learning import statistics
@@ -110,6 +111,27 @@ def district_workbook(district: District, figures: DistrictFigures) -> bytes:
     for letter, width in zip("ABCDEFGH", (24, 12, 12, 12, 10, 10, 14, 12), strict=True):
         sheet.column_dimensions[letter].width = width
     sheet.freeze_panes = "A3"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def roster_template() -> bytes:
+    """The roster import's template: its columns as the import reads them, the 学号 column as text
+    (so Excel keeps leading zeros and never writes 1.2E+10), and one example row to overwrite."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "学生名单"
+    sheet.append([c.label for c in roster.COLUMNS])
+    sheet.append(["20250001", "王小明", "三年级1班", "三年级"])
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+        cell.fill = PatternFill("solid", fgColor="DDEBF7")
+    for row in range(2, 1002):
+        sheet.cell(row, 1).number_format = "@"
+    for letter, width in zip("ABCD", (14, 12, 16, 10), strict=True):
+        sheet.column_dimensions[letter].width = width
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()

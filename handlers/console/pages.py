@@ -621,6 +621,22 @@ class SignInSheetHandler(ConsoleHandler):
         self.finish(render_sign_in_sheet(evening_class, school, listed, names))
 
 
+ROSTER_TEMPLATE = dataclasses.replace(
+    ROSTER_FORM, summary="学生名单导入模板（.xlsx）", audit=None, media_type=XLSX, status=200
+)
+
+
+class RosterTemplateHandler(ConsoleHandler):
+    openapi: ClassVar = {"get": ROSTER_TEMPLATE}
+
+    async def get(self, school_id: str) -> None:
+        async with self.school_scope(school_id):
+            pass  # the template is the same for every school; the check keeps the route's rule
+        self.set_header("Content-Type", XLSX)
+        self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quote('学生名单模板.xlsx')}")
+        self.finish(exports.roster_template())
+
+
 # The check-in screen: the API's rotating check-in code (same roles and record scope) on the hall's
 # projector, with the count of check-ins as they arrive.
 CHECKIN_SCREEN = form_of("签到大屏", evening_api.CheckinCodeHandler.openapi["get"], 200)
@@ -681,6 +697,7 @@ CONSOLE_ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{CONSOLE}/schools/{{school_id}}", SchoolHomeHandler),
     (f"{CONSOLE}/schools/{{school_id}}/evening-classes", SchoolEveningClassFormHandler),
     (f"{CONSOLE}/schools/{{school_id}}/roster-imports", SchoolRosterFormHandler),
+    (f"{CONSOLE}/schools/{{school_id}}/roster-template.xlsx", RosterTemplateHandler),
     (f"{CONSOLE}/evening-classes/{{class_id}}/sign-in-sheet.pdf", SignInSheetHandler),
     (f"{CONSOLE}/evening-classes/{{class_id}}/checkin", CheckinScreenHandler),
     (f"{CONSOLE}/evening-classes/{{class_id}}/checkin/state", CheckinStateHandler),

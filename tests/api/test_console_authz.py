@@ -80,6 +80,7 @@ RECIPES: dict[tuple[str, str], FormRecipe] = {
     ("/console/schools/{school_id}/evening-classes", "post"): _schedule,
     ("/console/schools/{school_id}/roster-imports", "post"): _roster,
     ("/console/evening-classes/{class_id}/sign-in-sheet.pdf", "get"): _nothing,
+    ("/console/schools/{school_id}/roster-template.xlsx", "get"): _nothing,
     ("/console/evening-classes/{class_id}/checkin", "get"): _nothing,
     ("/console/evening-classes/{class_id}/checkin/state", "get"): _nothing,
 }

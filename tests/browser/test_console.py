@@ -350,9 +350,24 @@ async def test_a_roster_with_bad_rows_shows_each_rows_error(page: Page, api: Api
     await page.locator("#roster").scroll_into_view_if_needed()
     await shoot(page, "school-roster-errors")
 
-    fixed = "学号,姓名,班级,年级\nA100,李小花,三年级2班,3\nA101,钱小多,三年级2班,3\n"
+    # The corrected list, typed into the downloadable template, imports in one step.
+    async with page.expect_download() as waiting:
+        await page.get_by_role("link", name="下载名单模板").click()
+    template = openpyxl.load_workbook(io.BytesIO((await (await waiting.value).path()).read_bytes()))
+    sheet = template["学生名单"]
+    assert [c.value for c in sheet[1]] == ["学号", "姓名", "班级", "年级"]
+    assert sheet.cell(2, 1).number_format == "@"  # 学号 as text: leading zeros survive Excel
+    sheet.delete_rows(2)
+    sheet.append(["A100", "李小花", "三年级2班", "三年级"])
+    sheet.append(["A101", "钱小多", "三年级2班", 3])
+    filled = io.BytesIO()
+    template.save(filled)
     await page.locator("#roster-form input[type=file]").set_input_files(
-        {"name": "名单.csv", "mimeType": "text/csv", "buffer": fixed.encode()}
+        {
+            "name": "名单.xlsx",
+            "mimeType": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "buffer": filled.getvalue(),
+        }
     )
     await page.locator("#roster-form").get_by_role("button", name="导入").click()
     await expect(page.locator("#roster-report")).to_have_text(
