@@ -71,6 +71,11 @@ async def take(base: str, out: Path) -> None:
         await shoot(page, out, "school-roster-errors")
         await page.goto("/console/password")
         await shoot(page, out, "password")
+        await page.goto("/console/")
+        screen = await page.get_by_role("link", name="签到大屏").first.get_attribute("href")
+        await page.goto(screen or "/console/")
+        await page.wait_for_timeout(1500)  # its first refresh (the demo's classes are days ahead: closed)
+        await shoot(page, out, "checkin")
         await browser.close()
 
 

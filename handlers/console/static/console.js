@@ -78,6 +78,7 @@
         if (!answer.ok) {
           status.textContent = answer.body.detail || "暂时无法签到";
           qr.hidden = true;
+          el.classList.add("closed");
           return;
         }
         var state = answer.body;
@@ -86,6 +87,7 @@
           qr.dataset.token = state.token;
         }
         qr.hidden = false;
+        el.classList.remove("closed");
         document.getElementById("present").textContent = state.present;
         document.getElementById("confirmed").textContent = state.confirmed;
         status.textContent = "二维码每 30 秒自动更换，请勿拍照转发";
