@@ -57,15 +57,23 @@ async def authenticate(deps: Deps, token: str) -> Caller:
     )
     if revoked:
         raise Unauthenticated("登录已退出，请重新登录", code="session_revoked")
-    if not cached:
-        async with deps.sessions() as session:
-            principal = await load_principal(session, uuid.UUID(claims.user_id))
-        if principal is None:
-            raise Unauthenticated("账号不存在或已停用", code="invalid_token")
-        cached = principal.model_dump_json().encode()
-        await redis.execute("SET", keys.principal(claims.user_id), cached, "EX", PRINCIPAL_CACHE_SECONDS)
-    local.remember(generation, claims.session_id, claims.user_id, cached)
-    return Caller(claims.session_id, claims.user_id, cached)
+    principal = await principal_json(deps, claims.user_id, cached)
+    local.remember(generation, claims.session_id, claims.user_id, principal)
+    return Caller(claims.session_id, claims.user_id, principal)
+
+
+async def principal_json(deps: Deps, user_id: str, cached: bytes | None) -> bytes:
+    """The caller's principal as Redis caches it (`cached`, when the caller already asked Redis), else
+    loaded from PostgreSQL and cached; 401 for a removed or disabled account."""
+    if cached:
+        return cached
+    async with deps.sessions() as session:
+        principal = await load_principal(session, uuid.UUID(user_id))
+    if principal is None:
+        raise Unauthenticated("账号不存在或已停用", code="invalid_token")
+    loaded = principal.model_dump_json().encode()
+    await deps.pipelined.execute("SET", deps.keys.principal(user_id), loaded, "EX", PRINCIPAL_CACHE_SECONDS)
+    return loaded
 
 
 @functools.lru_cache(maxsize=1024)

@@ -21,6 +21,7 @@ from tornado.httputil import HTTPServerRequest
 
 from handlers import problems
 from handlers.authentication import Caller, authenticate, bearer_token
+from handlers.console import sessions as console_sessions
 from handlers.deps import Deps
 from handlers.idempotency import Claim, Replay
 from handlers.policy import AuthMode, Operation, Scope
@@ -149,9 +150,18 @@ class ApiHandler(tornado.web.RequestHandler):
         limit = self.body_limit(self.deps.settings)
         if self.declares_too_much(self.request, self.deps.settings) or len(self.request.body) > limit:
             raise PayloadTooLarge(f"请求内容不能超过 {limit // 1024} KiB")
-        if op.authenticated:
+        if op.auth is AuthMode.session:
+            self.caller = await console_sessions.authenticate(
+                self.deps,
+                self.get_cookie(console_sessions.COOKIE),
+                self.request.method or "",
+                self.request.headers.get(console_sessions.CSRF_HEADER)
+                or self.get_body_argument(console_sessions.CSRF_FIELD, None),
+            )
+        elif op.authenticated:
             token = bearer_token(self.request.headers.get("Authorization", ""))
             self.caller = await authenticate(self.deps, token)
+        if op.authenticated:
             if op.roles and not self.me.has_any(op.roles):
                 raise Forbidden()
 

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from handlers.base import ApiHandler
 from handlers.policy import Operation, Scope
+from infra.config import Settings
 from infra.errors import NotFound
 from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, DISTRICT_READERS, PARENTS, STAFF_ROLES
 from models.audit.actions import AuditAction
@@ -33,12 +34,16 @@ from models.pagination import Page
 EveningClassPage = Page[EveningClassOut]
 
 
+def checkin_key(settings: Settings) -> bytes:
+    """Check-in tokens are signed with a key derived from the JWT secret, for this purpose only."""
+    secret = settings.jwt_secret.get_secret_value().encode()
+    return hmac.new(secret, b"evening-class-checkin", hashlib.sha256).digest()
+
+
 class _EveningHandler(ApiHandler):
     @property
     def checkin_key(self) -> bytes:
-        """Check-in tokens are signed with a key derived from the JWT secret, for this purpose only."""
-        secret = self.deps.settings.jwt_secret.get_secret_value().encode()
-        return hmac.new(secret, b"evening-class-checkin", hashlib.sha256).digest()
+        return checkin_key(self.deps.settings)
 
     def term(self, term: str) -> str:
         if not valid_term(term):

@@ -29,6 +29,9 @@ class Scope(StrEnum):
 
 class AuthMode(StrEnum):
     bearer = "bearer"  # Authorization: Bearer <access token> (the mini-program and API clients)
+    session = (
+        "session"  # the console's session cookie (handlers/console/sessions.py); writes carry a CSRF token
+    )
     none = "none"  # no credentials (login, probes, the OpenAPI document)
 
 

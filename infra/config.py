@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     # request runs. A process killed mid-request leaves its claim; a retry is answered 409 until then.
     idempotency_pending_seconds: int = Field(120, gt=0)
 
+    # The web console's session ends after this long without a request (seconds).
+    console_idle_seconds: int = Field(30 * 60, gt=0)
+
     load_demo_data: bool = True
 
     @model_validator(mode="after")

@@ -93,6 +93,12 @@ class Keys:
     def principal(self, user_id: str) -> str:
         return f"{self.prefix}principal:{user_id}"
 
+    def console_session(self, session_key: str) -> str:
+        return f"{self.prefix}console-session:{session_key}"
+
+    def console_user_sessions(self, user_id: str) -> str:
+        return f"{self.prefix}console-sessions-of:{user_id}"
+
     def revoked_session(self, session_id: str) -> str:
         return f"{self.prefix}revoked-sid:{session_id}"
 

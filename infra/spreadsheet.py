@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import openpyxl
+from openpyxl.styles import Font, PatternFill
+from openpyxl.utils import get_column_letter
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -42,4 +45,55 @@ def xlsx_bytes(rows: Iterable[Sequence[Any]], title: str = "Sheet1") -> bytes:
         sheet.append([safe_cell(v) for v in row])
     out = io.BytesIO()
     workbook.save(out)
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    width: int = 12
+    number_format: str | None = None  # e.g. "0.0%"; "@" keeps typed digits as text (学号 with leading zeros)
+
+
+HEADER_FONT = Font(bold=True)
+HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
+FLAGGED_FONT = Font(color="C00000", bold=True)
+
+
+def report_xlsx(
+    sheet_title: str,
+    columns: Sequence[Column],
+    rows: Iterable[Sequence[Any]],
+    *,
+    caption: str | None = None,
+    flagged: Callable[[Sequence[Any]], Iterable[int]] = lambda row: (),
+    formatted_rows: int = 0,
+) -> bytes:
+    """A report as schools print it: an optional caption line, a bold header row that stays in view, the
+    rows (every cell made safe), the columns' widths and formats, and the cells `flagged(row)` names (by
+    column index) in red. `formatted_rows` pre-formats that many empty rows below (a template to fill)."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = sheet_title
+    if caption is not None:
+        sheet.append([safe_cell(caption)])
+    sheet.append([c.header for c in columns])
+    header_row = sheet.max_row
+    for cell in sheet[header_row]:
+        cell.font, cell.fill = HEADER_FONT, HEADER_FILL
+    last = header_row
+    for row in rows:
+        sheet.append([safe_cell(v) for v in row])
+        last = sheet.max_row
+        for index in flagged(row):
+            sheet.cell(last, index + 1).font = FLAGGED_FONT
+    for index, column in enumerate(columns, start=1):
+        sheet.column_dimensions[get_column_letter(index)].width = column.width
+        if column.number_format is not None:
+            for line in range(header_row + 1, max(last, header_row + formatted_rows) + 1):
+                sheet.cell(line, index).number_format = column.number_format
+    sheet.freeze_panes = sheet.cell(header_row + 1, 1).coordinate
+    out = io.BytesIO()
+    book.save(out)
     return out.getvalue()

@@ -19,10 +19,12 @@ from handlers import (
     learning,
     notifications,
     organisation,
+    sheets,
     statistics,
     system,
 )
 from handlers.base import ApiHandler, BodyTooLargeHandler, NotFoundHandler
+from handlers.console import pages as console
 from handlers.deps import Deps
 from handlers.policy import Scope
 from server.openapi import build_openapi
@@ -74,6 +76,7 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{API}/evening-classes/{{class_id}}/checkin-code", evening_classes.CheckinCodeHandler),
     (f"{API}/evening-classes/{{class_id}}/checkins", evening_classes.CheckinsHandler),
     (f"{API}/evening-classes/{{class_id}}/roster", evening_classes.RosterHandler),
+    (f"{API}/evening-classes/{{class_id}}/sign-in-sheet.pdf", sheets.SignInSheetHandler),
     (f"{API}/evening-classes/{{class_id}}/attendance/{{parent_id}}", evening_classes.RosterAttendanceHandler),
     (
         f"{API}/schools/{{school_id}}/terms/{{term}}/evening-classes/summary",
@@ -171,11 +174,27 @@ class Application(tornado.web.Application):
         return super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
 
 
+# The web console's pages (HTML, session cookie): not in the OpenAPI document, same checks.
+CONSOLE_ROUTES = console.CONSOLE_ROUTES
+
+
+def _console_files() -> list[Rule]:
+    """The console's vendored scripts and styles, and /console → /console/."""
+    return [
+        Rule(
+            PathMatches(r"/console/static/(.*)"),
+            tornado.web.StaticFileHandler,
+            {"path": str(console.STATIC_PATH)},
+        ),
+        Rule(PathMatches(r"/console$"), tornado.web.RedirectHandler, {"url": "/console/"}),
+    ]
+
+
 def make_app(deps: Deps) -> tornado.web.Application:
-    check_declarations(ROUTES)
+    check_declarations(ROUTES + CONSOLE_ROUTES)
     system.OpenApiHandler.document = orjson.dumps(build_openapi(ROUTES))
     args = {"deps": deps}
-    rules = _grouped(ROUTES + UNDOCUMENTED, args)
+    rules = _console_files() + _grouped(ROUTES + CONSOLE_ROUTES + UNDOCUMENTED, args)
     return Application(
         deps,
         rules,

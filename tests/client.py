@@ -42,6 +42,7 @@ class Api:
         token: str | None = None,
         headers: dict[str, str] | None = None,
         request_timeout: float = 30,
+        follow_redirects: bool = True,
     ) -> Response:
         all_headers = dict(headers or {})
         if token:
@@ -58,6 +59,7 @@ class Api:
             headers=all_headers,
             request_timeout=request_timeout,
             allow_nonstandard_methods=True,
+            follow_redirects=follow_redirects,
         )
         response = await self.http.fetch(request, raise_error=False)
         return Response(response.code, response.headers, response.body or b"")

@@ -21,14 +21,19 @@ def require_role(principal: Principal, roles: frozenset[Role]) -> None:
         raise Forbidden()
 
 
+def reaches_school(principal: Principal, school: School, roles: frozenset[Role]) -> bool:
+    """Holds one of `roles` at the school, or in its district (what a page asks before offering a form)."""
+    return bool(
+        principal.school_roles(school.id) & roles or principal.district_roles(school.district_id) & roles
+    )
+
+
 async def school_in_scope(
     session: AsyncSession, principal: Principal, school_id: uuid.UUID, roles: frozenset[Role]
 ) -> School:
     require_role(principal, roles)
     school = await session.get(School, school_id)
-    if school is not None and (
-        principal.school_roles(school.id) & roles or principal.district_roles(school.district_id) & roles
-    ):
+    if school is not None and reaches_school(principal, school, roles):
         return school
     raise NotFound("学校不存在")
 

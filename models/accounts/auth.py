@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.errors import ValidationFailed
 from infra.security import (
     DUMMY_PASSWORD_HASH,
     FieldCipher,
@@ -119,6 +120,36 @@ async def password_login(
         raise InvalidCredentials()
     await lockout.succeeded(attempt)
     audit(session, "login.password", actor=user.id)
+    return user
+
+
+MIN_PASSWORD_LENGTH = 10  # as for staff accounts (schemas.StaffAccountIn)
+
+
+async def change_password(
+    session: AsyncSession, user_id: uuid.UUID, current: str, new: str, *, now: datetime
+) -> User:
+    """The owner's new password, after proving the current one. Every login of the account ends (its
+    refresh-token families are revoked), so whoever knew the old password is signed out."""
+    user = (await session.execute(select(User).where(User.id == user_id).with_for_update())).scalar_one()
+    if user.password_hash is None or not await asyncio.to_thread(
+        verify_password, user.password_hash, current
+    ):
+        raise ValidationFailed("当前密码不正确", code="wrong_password")
+    if len(new) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(f"新密码至少 {MIN_PASSWORD_LENGTH} 个字符", code="password_too_short")
+    if new == current:
+        raise ValidationFailed("新密码不能与当前密码相同", code="password_unchanged")
+    user.password_hash = await asyncio.to_thread(hash_password, new)
+    user.password_change_required = False
+    families = await session.execute(
+        select(RefreshToken.family_id)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .distinct()
+    )
+    for family in families.scalars().all():
+        await revoke_family(session, family, now=now)
+    audit(session, "password.changed", actor=user.id, target_type="user", target_id=user.id)
     return user
 
 

@@ -365,6 +365,7 @@ async def create_staff_account(
     if exists.first() is not None:
         raise DuplicateName("用户名已存在")
     user = await create_password_user(session, data.username, data.password, data.display_name)
+    user.password_change_required = True  # the district admin chose it: the owner picks their own
     grant = RoleGrant(user_id=user.id, role=data.role, district_id=district.id, school_id=school_id)
     session.add(grant)
     await _flush_unique(session, "用户名")

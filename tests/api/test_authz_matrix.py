@@ -483,6 +483,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/evening-classes/{{class_id}}/checkin-code", "get"): _no_body,
     (f"{API}/evening-classes/{{class_id}}/checkins", "post"): _checkin,
     (f"{API}/evening-classes/{{class_id}}/roster", "get"): _no_body,
+    (f"{API}/evening-classes/{{class_id}}/sign-in-sheet.pdf", "get"): _no_body,
     (f"{API}/evening-classes/{{class_id}}/attendance/{{parent_id}}", "put"): _mark_present,
     (f"{API}/schools/{{school_id}}/terms/{{term}}/evening-classes/summary", "get"): _term,
     (f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/summary", "get"): _term,

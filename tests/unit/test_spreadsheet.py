@@ -6,11 +6,12 @@ import csv
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import openpyxl
 import pytest
 
-from infra.spreadsheet import csv_bytes, safe_cell, xlsx_bytes
+from infra.spreadsheet import Column, csv_bytes, report_xlsx, safe_cell, xlsx_bytes
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 HOSTILE = [
@@ -60,3 +61,26 @@ def test_every_export_goes_through_infra_spreadsheet() -> None:
         if path != ROOT / "infra" / "spreadsheet.py" and writers.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_a_styled_report_holds_no_formula_and_flags_what_it_is_told() -> None:
+    columns = [Column("学校", 20), Column("完成率", 10, "0.0%")]
+    rows = [(name, 0.5) for name in HOSTILE] + [("甲小学", 0.25)]
+    data = report_xlsx(
+        "汇总", columns, rows, caption="=caption", flagged=lambda row: (1,) if row[1] < 0.3 else ()
+    )
+    sheet = openpyxl.load_workbook(io.BytesIO(data)).active
+    assert sheet is not None
+    assert sheet["A1"].value == "'=caption" and sheet["A2"].value == "学校"
+    expected = ["'" + t.replace("\r", "\n") for t in HOSTILE]  # XML reads a lone CR back as LF
+    assert [sheet.cell(3 + i, 1).value for i in range(len(HOSTILE))] == expected
+    assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
+    last = 3 + len(HOSTILE)
+    assert sheet.cell(last, 2).value == 0.25 and sheet.cell(last, 2).number_format == "0.0%"
+    assert _red(sheet.cell(last, 2)) and not _red(sheet.cell(3, 2))
+    assert sheet.freeze_panes == "A3"
+
+
+def _red(cell: Any) -> bool:
+    color = cell.font.color
+    return color is not None and isinstance(color.rgb, str) and color.rgb.endswith("C00000")
