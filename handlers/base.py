@@ -8,6 +8,7 @@ import functools
 import hashlib
 import logging
 import re
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -246,6 +247,16 @@ class ApiHandler(tornado.web.RequestHandler):
         self._sent = (status, data)
         if self._claim is None:  # an idempotent answer waits until it is stored for replays
             self.finish(data)
+
+    def send_download(self, data: bytes, media_type: str, filename: str) -> None:
+        """A file to save or print (Excel, PDF), named in Chinese (RFC 6266 filename*)."""
+        self.set_header("Content-Type", media_type)
+        ascii_name = filename.encode("ascii", "replace").decode().replace("?", "_")
+        self.set_header(
+            "Content-Disposition",
+            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(filename)}",
+        )
+        self.finish(data)
 
     def send_with_etag(self, data: bytes) -> None:
         """200 with a strong ETag, or 304 when the client already holds this representation."""

@@ -7,10 +7,12 @@ import hmac
 from typing import ClassVar
 
 from handlers.base import ApiHandler
-from handlers.policy import Operation, Scope
+from handlers.policy import XLSX, Operation, Scope
 from infra.config import Settings
 from infra.errors import NotFound
+from models import reports
 from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, DISTRICT_READERS, PARENTS, STAFF_ROLES
+from models.accounts.tables import District
 from models.audit.actions import AuditAction
 from models.evening_classes import attendance, scheduling, signups, term_counts, visibility
 from models.evening_classes.errors import CheckinClosed
@@ -243,12 +245,25 @@ class SchoolTermSummaryHandler(_EveningHandler):
         )
     }
 
-    async def get(self, school_id: str, term: str) -> None:
+    async def summary(self, school_id: str, term: str) -> TermSummary:
         wanted = self.term(term)
         async with self.school_scope(school_id) as (session, school):
             required = await term_counts.required_per_term(session, school.district_id, wanted)
             [out] = await term_counts.term_summaries(session, [school], wanted, self.deps.clock(), required)
-        self.send(out)
+        return out
+
+    async def get(self, school_id: str, term: str) -> None:
+        self.send(await self.summary(school_id, term))
+
+
+class SchoolTermSummaryXlsxHandler(SchoolTermSummaryHandler):
+    openapi: ClassVar = {"get": SchoolTermSummaryHandler.openapi["get"].spreadsheet()}
+
+    async def get(self, school_id: str, term: str) -> None:
+        out = await self.summary(school_id, term)
+        self.send_download(
+            reports.school_term_xlsx(out), XLSX, f"{out.school_name}{out.term}学期家长夜校.xlsx"
+        )
 
 
 class DistrictTermSummaryHandler(_EveningHandler):
@@ -262,11 +277,23 @@ class DistrictTermSummaryHandler(_EveningHandler):
         )
     }
 
-    async def get(self, district_id: str, term: str) -> None:
+    async def summary(self, district_id: str, term: str) -> tuple[District, DistrictTermSummary]:
         wanted = self.term(term)
         async with self.district_scope(district_id) as (session, district):
             out = await term_counts.district_summary(session, district.id, wanted, self.deps.clock())
-        self.send(out)
+        return district, out
+
+    async def get(self, district_id: str, term: str) -> None:
+        self.send((await self.summary(district_id, term))[1])
+
+
+class DistrictTermSummaryXlsxHandler(DistrictTermSummaryHandler):
+    openapi: ClassVar = {"get": DistrictTermSummaryHandler.openapi["get"].spreadsheet()}
+
+    async def get(self, district_id: str, term: str) -> None:
+        district, out = await self.summary(district_id, term)
+        data = reports.district_term_xlsx(district.name, out)
+        self.send_download(data, XLSX, f"{district.name}{out.term}学期各校家长夜校.xlsx")
 
 
 class TermRequirementHandler(_EveningHandler):

@@ -4,6 +4,7 @@ written once."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -34,6 +35,8 @@ class AuthMode(StrEnum):
     )
     none = "none"  # no credentials (login, probes, the OpenAPI document)
 
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 # Every status a handler may answer besides its success, by what can cause it.
 AUTH_ERRORS = (401, 403)
@@ -66,6 +69,10 @@ class Operation:
     errors: tuple[int, ...] = ()
     etag: bool = False  # answers carry an ETag (and If-None-Match answers 304)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def spreadsheet(self) -> Operation:
+        """The same policy for the `.xlsx` twin of this read (the summaries schools report with)."""
+        return dataclasses.replace(self, summary=f"{self.summary}（Excel）", response=None, media_type=XLSX)
 
     def __post_init__(self) -> None:
         roles: Iterable[Role] = self.roles

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 from handlers.base import ApiHandler
-from handlers.policy import Operation, Scope
+from handlers.policy import XLSX, Operation, Scope
+from models import reports
 from models.accounts.rules import ADMIN_ROLES, DISTRICT_READERS
+from models.accounts.tables import District, School
 from models.learning import statistics
 from models.learning.rules import school_year_of
 from models.learning.schemas import LearningQuery
@@ -29,11 +31,22 @@ class SchoolLearningSummaryHandler(_YearHandler):
         )
     }
 
-    async def get(self, school_id: str) -> None:
+    async def summary(self, school_id: str) -> tuple[School, statistics.SchoolLearningSummary]:
         year = self.school_year()
         async with self.school_scope(school_id) as (session, school):
-            out = await statistics.school_summary(session, school, year)
-        self.send(out)
+            return school, await statistics.school_summary(session, school, year)
+
+    async def get(self, school_id: str) -> None:
+        self.send((await self.summary(school_id))[1])
+
+
+class SchoolLearningSummaryXlsxHandler(SchoolLearningSummaryHandler):
+    openapi: ClassVar = {"get": SchoolLearningSummaryHandler.openapi["get"].spreadsheet()}
+
+    async def get(self, school_id: str) -> None:
+        school, out = await self.summary(school_id)
+        data = reports.school_learning_xlsx(school.name, out)
+        self.send_download(data, XLSX, f"{school.name}{out.school_year}学年学时完成情况.xlsx")
 
 
 class DistrictLearningSummaryHandler(_YearHandler):
@@ -48,11 +61,22 @@ class DistrictLearningSummaryHandler(_YearHandler):
         )
     }
 
-    async def get(self, district_id: str) -> None:
+    async def summary(self, district_id: str) -> tuple[District, statistics.DistrictLearningSummary]:
         year = self.school_year()
         async with self.district_scope(district_id) as (session, district):
-            out = await statistics.district_summary(session, district, year)
-        self.send(out)
+            return district, await statistics.district_summary(session, district, year)
+
+    async def get(self, district_id: str) -> None:
+        self.send((await self.summary(district_id))[1])
+
+
+class DistrictLearningSummaryXlsxHandler(DistrictLearningSummaryHandler):
+    openapi: ClassVar = {"get": DistrictLearningSummaryHandler.openapi["get"].spreadsheet()}
+
+    async def get(self, district_id: str) -> None:
+        district, out = await self.summary(district_id)
+        data = reports.district_learning_xlsx(district.name, out)
+        self.send_download(data, XLSX, f"{district.name}{out.school_year}学年各校学时完成情况.xlsx")
 
 
 class CatalogueSummaryHandler(ApiHandler):
@@ -66,7 +90,17 @@ class CatalogueSummaryHandler(ApiHandler):
         )
     }
 
-    async def get(self, district_id: str) -> None:
+    async def summary(self, district_id: str) -> tuple[District, statistics.CatalogueSummary]:
         async with self.district_scope(district_id) as (session, district):
-            out = await statistics.catalogue_summary(session, district)
-        self.send(out)
+            return district, await statistics.catalogue_summary(session, district)
+
+    async def get(self, district_id: str) -> None:
+        self.send((await self.summary(district_id))[1])
+
+
+class CatalogueSummaryXlsxHandler(CatalogueSummaryHandler):
+    openapi: ClassVar = {"get": CatalogueSummaryHandler.openapi["get"].spreadsheet()}
+
+    async def get(self, district_id: str) -> None:
+        district, out = await self.summary(district_id)
+        self.send_download(reports.catalogue_xlsx(district.name, out), XLSX, f"{district.name}课程资源.xlsx")

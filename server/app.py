@@ -66,8 +66,11 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", learning.RequirementsHandler),
     (f"{API}/schools/{{school_id}}/hour-adjustments", learning.HourAdjustmentsHandler),
     (f"{API}/schools/{{school_id}}/learning/summary", statistics.SchoolLearningSummaryHandler),
+    (f"{API}/schools/{{school_id}}/learning/summary.xlsx", statistics.SchoolLearningSummaryXlsxHandler),
     (f"{API}/districts/{{district_id}}/learning/summary", statistics.DistrictLearningSummaryHandler),
+    (f"{API}/districts/{{district_id}}/learning/summary.xlsx", statistics.DistrictLearningSummaryXlsxHandler),
     (f"{API}/districts/{{district_id}}/catalogue/summary", statistics.CatalogueSummaryHandler),
+    (f"{API}/districts/{{district_id}}/catalogue/summary.xlsx", statistics.CatalogueSummaryXlsxHandler),
     (f"{API}/schools/{{school_id}}/evening-classes", evening_classes.SchoolEveningClassesHandler),
     (f"{API}/evening-classes", evening_classes.EveningClassesHandler),
     (f"{API}/evening-classes/{{class_id}}", evening_classes.EveningClassHandler),
@@ -83,8 +86,16 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
         evening_classes.SchoolTermSummaryHandler,
     ),
     (
+        f"{API}/schools/{{school_id}}/terms/{{term}}/evening-classes/summary.xlsx",
+        evening_classes.SchoolTermSummaryXlsxHandler,
+    ),
+    (
         f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/summary",
         evening_classes.DistrictTermSummaryHandler,
+    ),
+    (
+        f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/summary.xlsx",
+        evening_classes.DistrictTermSummaryXlsxHandler,
     ),
     (
         f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/requirement",
@@ -100,7 +111,7 @@ UNDOCUMENTED: list[tuple[str, type[ApiHandler]]] = [
 
 
 def _pattern(path: str) -> str:
-    return "^" + re.sub(r"{(\w+)}", r"(?P<\1>[^/]+)", path) + "$"
+    return "^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$"
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:

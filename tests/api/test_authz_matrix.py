@@ -473,6 +473,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", "get"): _requirements,
     (f"{API}/districts/{{district_id}}/requirements/{{school_year}}", "put"): _set_requirements,
     (f"{API}/schools/{{school_id}}/learning/summary", "get"): _no_body,
+    (f"{API}/schools/{{school_id}}/learning/summary.xlsx", "get"): _no_body,
     (f"{API}/schools/{{school_id}}/students/{{student_id}}/guardians", "get"): _guardians,
     (f"{API}/schools/{{school_id}}/hour-adjustments", "post"): _adjustment,
     (f"{API}/schools/{{school_id}}/evening-classes", "post"): _new_evening_class,
@@ -486,10 +487,14 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/evening-classes/{{class_id}}/sign-in-sheet.pdf", "get"): _no_body,
     (f"{API}/evening-classes/{{class_id}}/attendance/{{parent_id}}", "put"): _mark_present,
     (f"{API}/schools/{{school_id}}/terms/{{term}}/evening-classes/summary", "get"): _term,
+    (f"{API}/schools/{{school_id}}/terms/{{term}}/evening-classes/summary.xlsx", "get"): _term,
     (f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/summary", "get"): _term,
+    (f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/summary.xlsx", "get"): _term,
     (f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/requirement", "put"): _term_requirement,
     (f"{API}/districts/{{district_id}}/learning/summary", "get"): _no_body,
+    (f"{API}/districts/{{district_id}}/learning/summary.xlsx", "get"): _no_body,
     (f"{API}/districts/{{district_id}}/catalogue/summary", "get"): _no_body,
+    (f"{API}/districts/{{district_id}}/catalogue/summary.xlsx", "get"): _no_body,
 }
 
 
