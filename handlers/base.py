@@ -252,6 +252,7 @@ class ApiHandler(tornado.web.RequestHandler):
                 title="服务器内部错误",
             )
         self.set_status(error.status)
+        self.error_code = error.code  # the access log and /metrics (server/app.py) count it by this code
         if self.request_id:  # send_error() cleared the headers prepare() had set
             self._common_headers()
         for name, value in error.headers.items():
