@@ -28,6 +28,7 @@ from tests.client import Api
 from tests.conftest import ROOT
 
 CONNECTIONS = 64
+CLAIM_SECONDS = 2  # IDEMPOTENCY_PENDING_SECONDS of the crash test
 STARTUP_SECONDS = 60
 
 
@@ -239,8 +240,14 @@ async def test_a_request_cut_off_by_a_crash_can_be_retried_under_its_key_once_it
     body = {"name": "五年级3班", "grade": 5}
     key = {"Idempotency-Key": "create-5-3"}
     token = world.token("school_admin_a")
-    async with serving(settings, processes=1, IDEMPOTENCY_PENDING_SECONDS="2") as (proc, port):
+    # The process that takes the retry is up before the other one is killed: a retry that had to wait
+    # for a restart could find the claim already run out (on a loaded machine a start takes seconds).
+    async with (
+        serving(settings, processes=1, IDEMPOTENCY_PENDING_SECONDS=str(CLAIM_SECONDS)) as (_, retry_port),
+        serving(settings, processes=1, IDEMPOTENCY_PENDING_SECONDS=str(CLAIM_SECONDS)) as (proc, port),
+    ):
         service = Api(f"http://127.0.0.1:{port}")
+        other_process = Api(f"http://127.0.0.1:{retry_port}")
         try:
             async with deps.engine.connect() as other:  # holds the school: the insert waits
                 transaction = await other.begin()
@@ -251,20 +258,16 @@ async def test_a_request_cut_off_by_a_crash_can_be_retried_under_its_key_once_it
                 with pytest.raises(HTTPStreamClosedError):  # the connection died with the process
                     await cut
                 await transaction.rollback()
-        finally:
-            service.http.close()
-    async with serving(settings, processes=1, IDEMPOTENCY_PENDING_SECONDS="2") as (_, port):
-        service = Api(f"http://127.0.0.1:{port}")
-        try:
-            claimed = await service.post(url, body, token=token, headers=key)
+            claimed = await other_process.post(url, body, token=token, headers=key)
             assert claimed.status == 409 and claimed.code == "idempotency_in_progress"
-            await asyncio.sleep(2.5)
-            retried = await service.post(url, body, token=token, headers=key)
+            await asyncio.sleep(CLAIM_SECONDS + 0.5)
+            retried = await other_process.post(url, body, token=token, headers=key)
             assert retried.status == 201 and "Idempotent-Replayed" not in retried.headers
-            replayed = await service.post(url, body, token=token, headers=key)
+            replayed = await other_process.post(url, body, token=token, headers=key)
             assert replayed.headers["Idempotent-Replayed"] == "true"
         finally:
             service.http.close()
+            other_process.http.close()
     async with deps.sessions() as s:
         names = (
             await s.scalars(select(Classroom.name).where(Classroom.school_id == world.school_a.id))
