@@ -284,6 +284,7 @@ class ApiHandler(tornado.web.RequestHandler):
             status = 500
             error = problems.Internal(f"服务器内部错误，请求编号 {self.request_id}")
         self.set_status(status)
+        self.error_code = error.code  # the access log and /metrics (server/app.py) count it by this code
         if self.request_id:  # send_error() cleared the headers prepare() had set
             self._common_headers()
         for name, value in problems.headers_of(error).items():

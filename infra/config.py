@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     port: int = 8000
     processes: int = Field(1, ge=0, description="Tornado processes; 0 means one per core")
     data_dir: Path = Path("var")
+    # GET /metrics (Prometheus) is served on its own listener, never on the public port; loopback by
+    # default, so that only the machine's own scraper (or an agent beside it) reaches it. 0: no listener.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9100, ge=0, le=65535)
+    # `json`: one JSON object per log line, for log collectors.
+    log_format: Literal["text", "json"] = "text"
 
     database_url: str | None = None
     redis_url: str | None = None

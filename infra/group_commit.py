@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.db import autocommit_connection
 from infra.errors import AppError, RateLimited
+from infra.metrics import GROUP_COMMIT_BATCH
 
 log = logging.getLogger("group_commit")
 R = TypeVar("R")  # a request
@@ -45,7 +46,9 @@ class GroupCommit(Generic[R, A]):
     request, in order: its result, or the AppError that request alone caused (the rest of the batch is
     still written). Answers are given once `write` has returned. `write` may raise RetryBatch to have
     the batch written again. If it raises anything else, every request of the batch gets BatchFailed.
-    More than `max_waiting()` requests waiting are refused with 429 at once rather than left to time out."""
+    More than `max_waiting()` requests waiting are refused with 429 at once rather than left to time out.
+    The size of every batch written goes to the group-commit histogram under `name` (by default, the
+    name of `write`)."""
 
     def __init__(
         self,
@@ -54,7 +57,10 @@ class GroupCommit(Generic[R, A]):
         *,
         max_waiting: Callable[[], int],
         max_batch: int = 200,
+        name: str | None = None,
     ) -> None:
+        self.name = name or getattr(write, "__name__", "batch")
+        self._batch_sizes = GROUP_COMMIT_BATCH.labels(self.name)
         self._engine = engine
         self._write = write
         self._max_waiting = max_waiting
@@ -63,6 +69,11 @@ class GroupCommit(Generic[R, A]):
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # batches written, for tests and operators
         self.retries = 0  # batches sent again (RetryBatch)
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for the next batch."""
+        return len(self._waiting)
 
     async def submit(self, request: R) -> A:
         if len(self._waiting) >= self._max_waiting():
@@ -117,6 +128,7 @@ class GroupCommit(Generic[R, A]):
                 raise
             return False
         self.batches += 1
+        self._batch_sizes.observe(len(batch))
         for (_, future), answer in zip(batch, answers, strict=True):
             if not future.done():
                 future.set_result(answer)

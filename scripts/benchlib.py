@@ -347,6 +347,8 @@ def start_service(port: int, extra_env: dict[str, str] | None = None) -> tuple[s
         "DATABASE_URL": "",
         "REDIS_URL": "",
         "WECHAT_APPID": "",
+        # the metrics listener on a port of its own, not 9100 (a developer's `make run` may hold it)
+        "METRICS_PORT": str(free_port()),
         **(extra_env or {}),
     }
     with open(logfile, "wb") as out:

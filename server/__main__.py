@@ -1,6 +1,17 @@
-"""`python -m server`: settings → embedded servers (if no URLs) → migrations → demo data → listen."""
+"""`python -m server`: settings → embedded servers (if no URLs) → migrations → demo data → listen.
+
+With PROCESSES > 1 the process forks its workers and one metrics process (GET /metrics on
+METRICS_HOST:METRICS_PORT, reading what every worker counted) and supervises them."""
 
 from __future__ import annotations
+
+from infra.config import Settings
+from server import metrics_dir
+
+if __name__ == "__main__":
+    # Before the imports below reach prometheus_client: it chooses its multiprocess mode when first
+    # imported, from this variable.
+    metrics_dir.claim(Settings().data_dir)
 
 import asyncio
 import errno
@@ -11,21 +22,26 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack, closing, suppress
 
 import tornado.httpserver
 import tornado.netutil
 import tornado.process
 import uvloop
+from prometheus_client import multiprocess
 from pydantic import SecretStr
 
 from course_catalog.loader import load_catalogue
 from handlers.deps import Deps
+from handlers.metrics import Exporter, sample_every
+from infra import logs
 from infra.config import Settings, with_installation_secrets
 from infra.embedded import EmbeddedServers
+from infra.metrics import multiprocess_dir
 from models.catalog.service import sync_catalogue
 from models.demo import load_demo, load_demo_evening_classes
-from server.app import make_app
+from server.app import make_app, make_metrics_app
 from server.migrate import upgrade
 from server.wechat_sandbox import SANDBOX_APPID, SANDBOX_SECRET
 
@@ -100,10 +116,18 @@ def serve(settings: Settings) -> None:
 
     The parent only supervises: it passes SIGINT/SIGTERM on, replaces a worker that crashed, and
     returns once every worker has finished its graceful stop, so the embedded servers it then stops
-    are still there for the workers' last flush."""
+    are still there for the workers' last flush.
+
+    The metrics listener is bound here, once, so that a port in use fails the start. With one process,
+    that process serves it beside the API. With several, a process of its own serves it (forked like
+    the workers, replaced like them if it crashes): the supervisor stays single-threaded, with nothing
+    to share with what it forks; a scrape never waits behind requests in a busy worker's event loop;
+    and what is read at scrape time for the whole service (the outbox backlog, the probes) is read
+    once, not once per worker. It stops after the last worker, so scrapes go on during a drain."""
     workers = settings.processes or tornado.process.cpu_count()
     if workers == 1:
-        uvloop.run(_serve(settings, listen(settings, settings.port, shared=False)))
+        metrics_sockets = listen_metrics(settings)
+        uvloop.run(_serve(settings, listen(settings, settings.port, shared=False), metrics_sockets))
         return
     # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections evenly
     # over them. With one socket shared by all, whichever worker woke first accepted a whole burst:
@@ -119,22 +143,42 @@ def serve(settings: Settings) -> None:
         raise OSError(
             errno.EADDRINUSE, f"{os.strerror(errno.EADDRINUSE)}: another process serves port {port}"
         )
+    metrics_sockets = listen_metrics(settings)
     stopping = False
-    children: set[int] = set()
+    workers_running: set[int] = set()
+    metrics_process: int | None = None
 
-    def spawn() -> None:
+    def fork(run: Callable[[], None]) -> int:
         pid = os.fork()
         if pid == 0:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
-            uvloop.run(_serve(settings, listen(settings, port, shared=True)))
+            try:
+                run()
+            except BaseException:
+                # Never back into the supervisor's stack: its clean-up (the embedded servers) is not ours.
+                log.exception("process %d failed", os.getpid())
+                os._exit(1)
             os._exit(0)
-        children.add(pid)
+        return pid
+
+    def spawn_worker() -> None:
+        def run() -> None:
+            for sock in metrics_sockets:
+                sock.close()
+            uvloop.run(_serve(settings, listen(settings, port, shared=True), []))
+
+        workers_running.add(fork(run))
+
+    def spawn_metrics_process() -> None:
+        nonlocal metrics_process
+        if metrics_sockets:
+            metrics_process = fork(lambda: uvloop.run(_serve_metrics(settings, metrics_sockets)))
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
-        for pid in children:
+        for pid in workers_running:
             with suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
@@ -143,19 +187,44 @@ def serve(settings: Settings) -> None:
     # Everything imported so far is shared by the workers copy-on-write; frozen, the collector never
     # walks (or writes to) it again: full collections drop from ~120 ms to a few ms, and less memory.
     gc.freeze()
+    spawn_metrics_process()
     for _ in range(workers):
-        spawn()
-    while children:
+        spawn_worker()
+    while workers_running or metrics_process is not None:
         try:
             pid, status = os.wait()
         except ChildProcessError:
             break
-        children.discard(pid)
-        if not stopping and os.waitstatus_to_exitcode(status) != 0:
-            log.error(
-                "worker %d exited with status %d; starting another", pid, os.waitstatus_to_exitcode(status)
-            )
-            spawn()
+        code = os.waitstatus_to_exitcode(status)
+        if multiprocess_dir():
+            # Its live gauges (connections in use...) stop counting; its counters stay in the totals.
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+        if pid == metrics_process:
+            metrics_process = None
+            if not stopping:
+                log.error("metrics process %d exited with status %d; starting another", pid, code)
+                spawn_metrics_process()
+        elif pid in workers_running:
+            workers_running.discard(pid)
+            if not stopping and code != 0:
+                log.error("worker %d exited with status %d; starting another", pid, code)
+                spawn_worker()
+        if not workers_running and metrics_process is not None:
+            stopping = True  # the last worker is gone (stopped, or exited of itself): so is the service
+            with suppress(ProcessLookupError):
+                os.kill(metrics_process, signal.SIGTERM)
+
+
+def listen_metrics(settings: Settings) -> list[socket.socket]:
+    """The metrics listener's sockets (none with METRICS_PORT=0)."""
+    if not settings.metrics_port:
+        return []
+    try:
+        return tornado.netutil.bind_sockets(settings.metrics_port, settings.metrics_host)
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"{exc.strerror}: metrics port {settings.metrics_host}:{settings.metrics_port}"
+        ) from exc
 
 
 def _listened_on(host: str, port: int) -> bool:
@@ -170,7 +239,9 @@ def listen(settings: Settings, port: int, *, shared: bool) -> list[socket.socket
     return tornado.netutil.bind_sockets(port, settings.listen_host, backlog=LISTEN_BACKLOG, reuse_port=shared)
 
 
-async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
+async def _serve(
+    settings: Settings, sockets: list[socket.socket], metrics_sockets: list[socket.socket]
+) -> None:
     # Hundreds of requests in flight keep many young objects alive at once; at Python's default (a young
     # collection every 700 net allocations) the collector runs all the time. In the sign-up rush
     # (scripts.bench_signups, two runs each) this took about 4% off the server CPU per sign-up, of the
@@ -184,9 +255,16 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     )
     server.add_sockets(sockets)
     log.info("serving on %s:%d (pid %d)", settings.listen_host or "*", settings.port, os.getpid())
+    exporter = metrics_server = None
+    if metrics_sockets:  # the only process: it serves the metrics listener too
+        exporter = Exporter(settings, local=deps)
+        metrics_server = tornado.httpserver.HTTPServer(make_metrics_app(exporter))
+        metrics_server.add_sockets(metrics_sockets)
+        _log_metrics_listener(settings)
     stop = asyncio.Event()
     flusher = asyncio.create_task(deps.progress.run(stop))
     notifier = asyncio.create_task(deps.notifications.run(stop))
+    sampler = asyncio.create_task(sample_every(deps, stop))
     listener = asyncio.create_task(deps.local.listen())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -201,9 +279,14 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     await server.close_all_connections()
     await flusher  # one last flush of lesson progress before the clients close
     await notifier  # lets the batch in flight record its outcomes (no message left half-sent)
+    await sampler
     listener.cancel()
     with suppress(asyncio.CancelledError):
         await listener
+    if metrics_server is not None and exporter is not None:
+        metrics_server.stop()
+        await metrics_server.close_all_connections()
+        await exporter.close()
     await deps.close()
 
 
@@ -212,15 +295,39 @@ def configure() -> Settings:
     return with_installation_secrets(Settings())
 
 
-def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+async def _serve_metrics(settings: Settings, sockets: list[socket.socket]) -> None:
+    """The metrics process: GET /metrics, from the workers' files and the scrape-time figures."""
+    exporter = Exporter(settings)
+    server = tornado.httpserver.HTTPServer(make_metrics_app(exporter))
+    server.add_sockets(sockets)
+    _log_metrics_listener(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Ctrl-C reaches the whole process group; the supervisor stops this process after the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    server.stop()
+    await server.close_all_connections()
+    await exporter.close()
+
+
+def _log_metrics_listener(settings: Settings) -> None:
+    log.info(
+        "metrics on http://%s:%d/metrics (pid %d)", settings.metrics_host, settings.metrics_port, os.getpid()
     )
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+def main() -> None:
     settings = configure()
-    with ExitStack() as stack:
-        settings = prepare(settings, stack)
-        serve(settings)
+    logs.configure(os.environ.get("LOG_LEVEL", "INFO"), settings.log_format)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    try:
+        with ExitStack() as stack:
+            settings = prepare(settings, stack)
+            serve(settings)
+    finally:
+        metrics_dir.release()
     log.info("stopped")
 
 

@@ -1,4 +1,4 @@
-"""make_app(deps): the route table in one place."""
+"""make_app(deps): the route table in one place; make_metrics_app(exporter): the metrics listener's."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ from handlers import (
 from handlers.base import ApiHandler, BodyTooLargeHandler, NotFoundHandler
 from handlers.console import pages as console
 from handlers.deps import Deps
+from handlers.metrics import Exporter, MetricsHandler
+from infra import metrics
 from handlers.policy import Scope
 from server.openapi import build_openapi
 
@@ -114,22 +116,49 @@ def _pattern(path: str) -> str:
     return "^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$"
 
 
+# What a request is counted and logged under: its route's template, never the path with its ids.
+ROUTE_TEMPLATES: dict[type[tornado.web.RequestHandler], str] = {
+    handler: path for path, handler in ROUTES + UNDOCUMENTED
+}
+assert len(ROUTE_TEMPLATES) == len(ROUTES) + len(UNDOCUMENTED), "a handler class serves one route"
+
+
 def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """Called once per finished request: counts it for /metrics, and logs it (failures; every request
+    at DEBUG)."""
     status = handler.get_status()
-    fields = (
-        handler.request.method,
+    seconds = handler.request.request_time()
+    route = ROUTE_TEMPLATES.get(type(handler), metrics.UNMATCHED_ROUTE)
+    method = handler.request.method or "-"
+    code: str | None = getattr(handler, "error_code", None)
+    metrics.requests.observe(route, method, status, seconds, code)
+    level = logging.ERROR if status >= 500 else logging.INFO if status >= 400 else logging.DEBUG
+    if not access_log.isEnabledFor(level):
+        return
+    request_id = getattr(handler, "request_id", "") or "-"
+    uid = getattr(handler, "recorded_user_id", None)  # nobody, where the Operation forbids it
+    duration_ms = round(1000.0 * seconds, 1)
+    fields = {
+        "request_id": request_id,
+        "method": method,
+        "route": route,
+        "path": handler.request.path,
+        "status": status,
+        "duration_ms": duration_ms,
+        "uid": uid,
+        "code": code,
+    }
+    access_log.log(
+        level,
+        "%s %s %d %.1fms rid=%s uid=%s",
+        method,
         handler.request.path,
         status,
-        1000.0 * handler.request.request_time(),
-        getattr(handler, "request_id", "-"),
-        getattr(handler, "recorded_user_id", None) or "-",
+        duration_ms,
+        request_id,
+        uid or "-",
+        extra=fields,
     )
-    if status >= 500:
-        access_log.error("%s %s %d %.1fms rid=%s uid=%s", *fields)
-    elif status >= 400:
-        access_log.info("%s %s %d %.1fms rid=%s uid=%s", *fields)
-    elif access_log.isEnabledFor(logging.DEBUG):
-        access_log.debug("%s %s %d %.1fms rid=%s uid=%s", *fields)
 
 
 def _grouped(routes: list[tuple[str, type[ApiHandler]]], args: dict[str, Deps]) -> list[Rule]:
@@ -212,5 +241,19 @@ def make_app(deps: Deps) -> tornado.web.Application:
         default_handler_class=NotFoundHandler,
         default_handler_args=args,
         log_function=_log_request,
+        compress_response=False,
+    )
+
+
+def _log_scrape(handler: tornado.web.RequestHandler) -> None:
+    if handler.get_status() >= 500:
+        access_log.error("metrics listener: %s %d", handler.request.path, handler.get_status())
+
+
+def make_metrics_app(exporter: Exporter) -> tornado.web.Application:
+    """The metrics listener: GET /metrics and nothing else (its requests are not counted themselves)."""
+    return tornado.web.Application(
+        [("/metrics", MetricsHandler, {"exporter": exporter})],
+        log_function=_log_scrape,
         compress_response=False,
     )

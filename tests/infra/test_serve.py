@@ -51,6 +51,7 @@ async def _start(settings: Settings, port: int, processes: int, **extra: str) ->
         "WECHAT_SECRET": settings.wechat_secret.get_secret_value(),
         "WECHAT_API_BASE": settings.wechat_api_base,
         "LOAD_DEMO_DATA": "false",
+        "METRICS_PORT": str(free_port()),  # not 9100: a developer's `make run` may hold it
         **extra,
     }
     return await asyncio.create_subprocess_exec(
@@ -131,8 +132,13 @@ async def test_connections_are_spread_over_the_workers_and_sigterm_stops_them(
     # Opened together, as a proxy's keep-alive pool or a rush opens them: each worker must get its
     # share (with one socket shared by all, the first worker awake used to take the whole burst).
     connections = await asyncio.gather(*(_health(port) for _ in range(CONNECTIONS)))
-    workers = psutil.Process(proc.pid).children()
-    assert len(workers) == 2
+    children = psutil.Process(proc.pid).children()
+    workers = [
+        w
+        for w in children
+        if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in w.net_connections("tcp"))
+    ]
+    assert len(workers) == 2 and len(children) == 3  # and the metrics process
     held = {
         w.pid: sum(1 for c in w.net_connections("tcp") if c.laddr.port == port and c.raddr) for w in workers
     }
@@ -143,7 +149,7 @@ async def test_connections_are_spread_over_the_workers_and_sigterm_stops_them(
         writer.close()
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 30) == 0
-    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in children)
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
 
