@@ -123,7 +123,7 @@ class Exporter:
             raise RuntimeError("database_url and redis_url must be resolved before building the exporter")
         self._engine = make_engine(settings.database_url, pool_size=1)
         self._sessions = make_session_factory(self._engine)
-        self._redis = make_redis(settings.redis_url)
+        self._redis = make_redis(settings.redis_url, max_connections=2)  # one scrape at a time
         self._local = local
         self._clock = clock
         directory = multiprocess_dir()

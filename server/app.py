@@ -27,8 +27,8 @@ from handlers.base import ApiHandler, BodyTooLargeHandler, NotFoundHandler
 from handlers.console import pages as console
 from handlers.deps import Deps
 from handlers.metrics import Exporter, MetricsHandler
-from infra import metrics
 from handlers.policy import Scope
+from infra import metrics
 from server.openapi import build_openapi
 
 access_log = logging.getLogger("access")
