@@ -18,6 +18,7 @@ from handlers import (
     notifications,
     organisation,
     statistics,
+    surveys,
     system,
 )
 from handlers.base import ApiHandler, NotFoundHandler
@@ -85,6 +86,16 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
         f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/requirement",
         evening_classes.TermRequirementHandler,
     ),
+    (f"{API}/districts/{{district_id}}/surveys", surveys.DistrictSurveysHandler),
+    (f"{API}/districts/{{district_id}}/satisfaction", surveys.DistrictSatisfactionHandler),
+    (f"{API}/surveys/{{survey_id}}", surveys.SurveyHandler),
+    (f"{API}/surveys/{{survey_id}}/publish", surveys.PublishHandler),
+    (f"{API}/surveys/{{survey_id}}/close", surveys.CloseHandler),
+    (f"{API}/surveys/{{survey_id}}/response-rates", surveys.ResponseRatesHandler),
+    (f"{API}/surveys/{{survey_id}}/results", surveys.ResultsHandler),
+    (f"{API}/surveys/{{survey_id}}/results.xlsx", surveys.ResultsWorkbookHandler),
+    (f"{API}/surveys/{{survey_id}}/responses", surveys.ResponsesHandler),
+    (f"{API}/me/surveys", surveys.MySurveysHandler),
 ]
 
 UNDOCUMENTED: list[tuple[str, type[ApiHandler]]] = [

@@ -1,0 +1,235 @@
+"""Answering: the surveys a parent may answer, one whole response per sampled student, and the mixing
+job that writes accepted answers out so that nothing in the database pairs them with a household.
+
+A response is accepted in one transaction that writes two rows: `survey_participation` (this student's
+household has answered; the primary key keeps it to one) and `survey_pending_response` (the answers,
+sealed with the field key, which is kept outside the database). The two share that transaction's `xmin`,
+but what they pair is a household and ciphertext. `mix` then opens, in transactions of its own, every
+cell (school and grade) holding at least `MIX_BATCH` sealed answers — or every cell, at closing — and
+writes them as `survey_response` rows in shuffled order, with random ids and the day of the batch only,
+deleting the sealed copies in the same transaction. An answer accepted is in PostgreSQL from the moment
+it is acknowledged, so a restart loses nothing; it counts in the response rate at once and in the
+statistics once written out (see `written_answers`; at closing every answer is)."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from infra.clock import SHANGHAI
+from infra.errors import Conflict, NotFound, ValidationFailed
+from infra.security import FieldCipher
+from models.accounts.principal import Principal
+from models.surveys.rules import MIX_BATCH, answer_errors
+from models.surveys.schemas import DimensionOut, MySurvey, ResponseAccepted, ResponseIn
+from models.surveys.service import SurveyClosed, close
+from models.surveys.tables import (
+    Survey,
+    SurveyParticipation,
+    SurveyPendingResponse,
+    SurveyResponse,
+    SurveySample,
+)
+
+SEAL_CONTEXT = "survey-response:v1"
+# Sealed answers are padded to a multiple of this many bytes, so their length says little of the text.
+SEAL_BLOCK = 512
+_shuffle = random.SystemRandom().shuffle
+
+
+class AlreadyAnswered(Conflict):
+    code, title = "already_answered", "这个孩子的家庭已经填写过本调查"
+
+
+class NotSampled(NotFound):
+    code, title = "not_in_sample", "这个孩子不在本调查的对象中"
+
+
+def _open(survey: Survey, now: datetime) -> bool:
+    return (
+        survey.status == "published"
+        and survey.opens_at is not None
+        and survey.closes_at is not None
+        and survey.opens_at <= now < survey.closes_at
+    )
+
+
+async def my_surveys(session: AsyncSession, principal: Principal, now: datetime) -> list[MySurvey]:
+    """Open surveys, one entry per child of this parent in the sample, oldest child binding first."""
+    children = {c.id: c for c in principal.children}
+    if not children:
+        return []
+    answered = exists().where(
+        SurveyParticipation.survey_id == SurveySample.survey_id,
+        SurveyParticipation.student_id == SurveySample.student_id,
+    )
+    rows = await session.execute(
+        select(Survey, SurveySample.student_id, answered)
+        .join(SurveySample, SurveySample.survey_id == Survey.id)
+        .where(
+            SurveySample.student_id.in_(children),
+            Survey.status == "published",
+            Survey.opens_at <= now,
+            Survey.closes_at > now,
+        )
+        .order_by(Survey.closes_at, Survey.id)
+    )
+    order = list(children)
+    items = [
+        MySurvey(
+            survey_id=survey.id,
+            title=survey.title,
+            intro=survey.intro,
+            closes_at=survey.closes_at,
+            student_id=student_id,
+            student_name=children[student_id].name,
+            answered=bool(done),
+            dimensions=[DimensionOut.model_validate(d) for d in survey.dimensions],
+        )
+        for survey, student_id, done in rows
+    ]
+    return sorted(items, key=lambda i: (i.closes_at, str(i.survey_id), order.index(i.student_id)))
+
+
+def seal(cipher: FieldCipher, answers: dict[str, Any]) -> bytes:
+    plain = orjson.dumps(answers, option=orjson.OPT_SORT_KEYS).decode()
+    padding = -(len(plain.encode()) + 1) % SEAL_BLOCK
+    return cipher.encrypt(plain + "\n" + " " * padding, SEAL_CONTEXT)
+
+
+def unseal(cipher: FieldCipher, blob: bytes) -> dict[str, Any]:
+    answers: dict[str, Any] = orjson.loads(cipher.decrypt(blob, SEAL_CONTEXT).rstrip(" ").rstrip("\n"))
+    return answers
+
+
+async def submit(
+    session: AsyncSession,
+    principal: Principal,
+    survey_id: uuid.UUID,
+    data: ResponseIn,
+    cipher: FieldCipher,
+    now: datetime,
+) -> ResponseAccepted:
+    """Accept one whole response for a sampled child of the caller. Nothing here names the caller."""
+    children = principal.child_ids()
+    survey = await session.get(Survey, survey_id)
+    if survey is None or survey.status == "draft" or not children:
+        raise NotFound("调查不存在")
+    sampled = await session.scalar(
+        select(SurveySample)
+        .where(SurveySample.survey_id == survey.id, SurveySample.student_id.in_(children))
+        .limit(1)
+    )
+    if sampled is None:
+        raise NotFound("调查不存在")
+    if not _open(survey, now):
+        raise SurveyClosed()
+    cell = await session.get(SurveySample, (survey.id, data.student_id))
+    if cell is None or data.student_id not in children:
+        raise NotSampled()
+    errors = answer_errors(survey.dimensions, data.answers)
+    if errors:
+        raise ValidationFailed("答卷有误，请检查后再提交", errors=errors)
+    taken = await session.scalar(
+        insert(SurveyParticipation)
+        .values(survey_id=survey.id, student_id=data.student_id)
+        .on_conflict_do_nothing()
+        .returning(SurveyParticipation.student_id)
+    )
+    if taken is None:
+        raise AlreadyAnswered()
+    session.add(
+        SurveyPendingResponse(
+            survey_id=survey.id, school_id=cell.school_id, grade=cell.grade, sealed=seal(cipher, data.answers)
+        )
+    )
+    return ResponseAccepted(survey_id=survey.id, student_id=data.student_id)
+
+
+async def mix(
+    session: AsyncSession,
+    survey_id: uuid.UUID,
+    cipher: FieldCipher,
+    now: datetime,
+    *,
+    everything: bool = False,
+) -> int:
+    """Write out the sealed answers of every cell holding at least MIX_BATCH (or, `everything`, of all
+    cells: at closing) as shuffled plain rows. Cells another transaction is mixing are skipped (SKIP
+    LOCKED). Returns how many answers were written out."""
+    pending = (
+        await session.execute(
+            select(SurveyPendingResponse)
+            .where(SurveyPendingResponse.survey_id == survey_id)
+            .with_for_update(skip_locked=True)
+        )
+    ).scalars()
+    cells: dict[tuple[uuid.UUID, int], list[SurveyPendingResponse]] = defaultdict(list)
+    for row in pending:
+        cells[(row.school_id, row.grade)].append(row)
+    batch = [rows for rows in cells.values() if everything or len(rows) >= MIX_BATCH]
+    chosen = [row for rows in batch for row in rows]
+    if not chosen:
+        return 0
+    day = now.astimezone(SHANGHAI).date()
+    plain = [
+        {
+            "id": uuid.uuid4(),
+            "survey_id": survey_id,
+            "school_id": row.school_id,
+            "grade": row.grade,
+            "day": day,
+            "answers": unseal(cipher, row.sealed),
+        }
+        for row in chosen
+    ]
+    _shuffle(plain)
+    await session.execute(insert(SurveyResponse), plain)
+    await session.execute(
+        delete(SurveyPendingResponse).where(SurveyPendingResponse.id.in_([row.id for row in chosen]))
+    )
+    return len(chosen)
+
+
+async def ready_to_mix(session: AsyncSession, survey_id: uuid.UUID) -> bool:
+    """Whether some cell holds a full batch (cheap; the request that answers runs `mix` only then)."""
+    full = await session.scalar(
+        select(func.count()).select_from(
+            select(SurveyPendingResponse.school_id)
+            .where(SurveyPendingResponse.survey_id == survey_id)
+            .group_by(SurveyPendingResponse.school_id, SurveyPendingResponse.grade)
+            .having(func.count() >= MIX_BATCH)
+            .subquery()
+        )
+    )
+    return bool(full)
+
+
+async def written_answers(
+    session: AsyncSession, survey_id: uuid.UUID
+) -> list[tuple[uuid.UUID, int, dict[str, Any]]]:
+    """(school, grade, answers) of every response written out. Statistics read only these: figures that
+    moved with each single answer would let whoever watches them alongside the participation rows work
+    out one household's answers; written out, they move by batches of at least MIX_BATCH (and at closing
+    every answer is written out, so the final figures hold every response)."""
+    rows = await session.execute(
+        select(SurveyResponse.school_id, SurveyResponse.grade, SurveyResponse.answers).where(
+            SurveyResponse.survey_id == survey_id
+        )
+    )
+    return [(school, grade, answers) for school, grade, answers in rows]
+
+
+async def close_survey(session: AsyncSession, survey: Survey, cipher: FieldCipher, now: datetime) -> Survey:
+    """Close, and write out every answer still sealed (cells under MIX_BATCH included)."""
+    closed = await close(session, survey, now)
+    await mix(session, survey.id, cipher, now, everything=True)
+    return closed
