@@ -212,8 +212,9 @@ async def close(session: AsyncSession, survey: Survey, now: datetime) -> Survey:
     if locked.status != "published":
         raise NotPublished()
     locked.status, locked.closed_at = "closed", now
-    if locked.closes_at is None or locked.closes_at > now:
-        locked.closes_at = now
+    opened = locked.opens_at is not None and locked.opens_at < now
+    if opened and (locked.closes_at is None or locked.closes_at > now):
+        locked.closes_at = now  # the window as it really was
     await session.flush()
     return locked
 
