@@ -7,9 +7,14 @@ sealed with the field key, which is kept outside the database). The two share th
 but what they pair is a household and ciphertext. `mix` then opens, in transactions of its own, every
 cell (school and grade) holding at least `MIX_BATCH` sealed answers — or every cell, at closing — and
 writes them as `survey_response` rows in shuffled order, with random ids and the day of the batch only,
-deleting the sealed copies in the same transaction. An answer accepted is in PostgreSQL from the moment
-it is acknowledged, so a restart loses nothing; it counts in the response rate at once and in the
-statistics once written out (see `written_answers`; at closing every answer is)."""
+deleting the sealed copies in the same transaction. At closing, a cell's remainder under a batch is
+written out together with the cell's earlier rows, rewritten (new ids, one transaction), so the last few
+households of a cell are hidden among all of it; a cell with fewer than MIX_BATCH households in all
+cannot be hidden better than among those few (and every figure of it is suppressed).
+
+An answer accepted is in PostgreSQL from the moment it is acknowledged, so a restart loses nothing. It
+counts in the response rate at once and in the statistics once written out (see `written_answers`; at
+closing every answer is)."""
 
 from __future__ import annotations
 
@@ -179,17 +184,32 @@ async def mix(
     chosen = [row for rows in batch for row in rows]
     if not chosen:
         return 0
+    answers = [(row.school_id, row.grade, unseal(cipher, row.sealed)) for row in chosen]
+    # A remainder under a batch (at closing) is written out together with its cell's earlier answers,
+    # rewritten in the same transaction: alone, its few rows would point at the last few households.
+    short = [cell for cell, rows in cells.items() if len(rows) < MIX_BATCH and rows in batch]
+    for school_id, grade in short:
+        earlier = await session.execute(
+            delete(SurveyResponse)
+            .where(
+                SurveyResponse.survey_id == survey_id,
+                SurveyResponse.school_id == school_id,
+                SurveyResponse.grade == grade,
+            )
+            .returning(SurveyResponse.answers)
+        )
+        answers += [(school_id, grade, given) for given in earlier.scalars()]
     day = now.astimezone(SHANGHAI).date()
     plain = [
         {
             "id": uuid.uuid4(),
             "survey_id": survey_id,
-            "school_id": row.school_id,
-            "grade": row.grade,
+            "school_id": school,
+            "grade": grade,
             "day": day,
-            "answers": unseal(cipher, row.sealed),
+            "answers": a,
         }
-        for row in chosen
+        for school, grade, a in answers
     ]
     _shuffle(plain)
     await session.execute(insert(SurveyResponse), plain)
