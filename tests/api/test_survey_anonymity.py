@@ -207,3 +207,54 @@ async def test_the_database_administrator_cannot_pair_a_household_with_its_answe
         ).all()
     assert not [t for t in types if "time" in t.data_type], types
     assert all(set(p["data"]) == {"survey_id", "student_id"} for p in participations)
+
+
+async def test_accepted_answers_survive_a_restart(api: Api, deps: Deps) -> None:
+    """Answers acknowledged while their cell waits for a batch are in PostgreSQL, not in a process: a new
+    process (its own engine, Redis client and caches) closes the survey and writes every one of them out."""
+    import socket
+
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+
+    from server.app import make_app
+
+    world = await make_world(deps)
+    parents = await make_parents(deps, world.classroom_a, 4)
+    deps.clock = FakeClock(NOW)
+    admin = world.token("district_admin")
+    created = await api.post(
+        f"{API}/districts/{world.district.id}/surveys",
+        json={
+            "title": "重启测试",
+            "opens_at": NOW.isoformat(),
+            "closes_at": (NOW + timedelta(days=7)).isoformat(),
+            "dimensions": QUESTIONS,
+        },
+        token=admin,
+    )
+    survey_id = created.json()["id"]
+    assert (await api.post(f"{API}/surveys/{survey_id}/publish", token=admin)).status == 200
+    for i, actor in enumerate(parents):
+        await submit(api, survey_id, actor, f"留言{i}")
+
+    fresh = Deps.build(deps.settings, pool_size=2)
+    fresh.clock = FakeClock(NOW + timedelta(hours=1))
+    sockets = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    server = HTTPServer(make_app(fresh))
+    server.add_sockets(sockets)
+    other = Api(f"http://127.0.0.1:{sockets[0].getsockname()[1]}")
+    try:
+        token = fresh.signer.issue(
+            str(world.actors["district_admin"].user_id),
+            world.actors["district_admin"].session_id,
+            now=fresh.clock().timestamp(),
+        )
+        closed = await other.post(f"{API}/surveys/{survey_id}/close", token=token)
+        assert closed.status == 200, closed.body
+    finally:
+        other.http.close()
+        server.stop()
+        await fresh.close()
+    remarks = sorted(json.loads(r["row"])["answers"]["q2"] for r in (await dump(deps))["survey_response"])
+    assert remarks == ["留言0", "留言1", "留言2", "留言3"]
