@@ -22,6 +22,7 @@ from models.surveys.schemas import (
     ResponseIn,
     ResponseRates,
     ResultsQuery,
+    SheetQuery,
     SurveyIn,
     SurveyList,
     SurveyOut,
@@ -220,6 +221,29 @@ class ResultsWorkbookHandler(_SurveyHandler):
         self.set_header("Content-Type", XLSX)
         self.set_header("Content-Disposition", f'attachment; filename="survey-{found.id}.xlsx"')
         self.finish(workbook)
+
+
+class ResultsCsvHandler(_SurveyHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "评估用 Excel 的一张表，CSV（UTF-8 带 BOM），供分析人员使用",
+            query=SheetQuery,
+            roles=DISTRICT_READERS,
+            errors=(401, 403, 404, 422),
+            scope=Scope.record,
+            media_type="text/csv",
+            audit=AuditAction.survey_exported,
+        )
+    }
+
+    async def get(self, survey_id: str) -> None:
+        query = self.query(SheetQuery)
+        async with self.transaction() as session:
+            found = await self.survey(session, survey_id)
+            data = await export.sheet_csv(session, found, query.sheet)
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="survey-{found.id}-{query.sheet}.csv"')
+        self.finish(data)
 
 
 class DistrictSatisfactionHandler(ApiHandler):

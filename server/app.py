@@ -94,6 +94,7 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{API}/surveys/{{survey_id}}/response-rates", surveys.ResponseRatesHandler),
     (f"{API}/surveys/{{survey_id}}/results", surveys.ResultsHandler),
     (f"{API}/surveys/{{survey_id}}/results.xlsx", surveys.ResultsWorkbookHandler),
+    (f"{API}/surveys/{{survey_id}}/results.csv", surveys.ResultsCsvHandler),
     (f"{API}/surveys/{{survey_id}}/responses", surveys.ResponsesHandler),
     (f"{API}/me/surveys", surveys.MySurveysHandler),
 ]

@@ -3,6 +3,7 @@ every suppressed cell reads 样本不足 instead of a figure. No names, no roste
 
 from __future__ import annotations
 
+import csv
 import io
 
 from openpyxl import Workbook
@@ -18,6 +19,15 @@ from models.surveys.tables import Survey
 
 METHOD_LABELS = {"census": "普查（全体家庭）", "stratified": "分层随机抽样（按学校、年级）"}
 STATUS_LABELS = {"draft": "草稿", "published": "进行中", "closed": "已结束"}
+# ?sheet= of the CSV export → the workbook's sheet
+SHEETS = {
+    "overview": "概览",
+    "dimensions": "维度",
+    "questions": "题目",
+    "schools": "学校",
+    "trend": "逐年对比",
+    "comments": "意见建议",
+}
 NO_TEXT = "暂无已审核发布的意见建议（文字答案经内容审核放行后才会列出）"
 
 
@@ -57,6 +67,23 @@ def _bar(sheet: Worksheet, title: str, rows: int, anchor: str) -> None:
 
 
 async def workbook(session: AsyncSession, survey: Survey) -> bytes:
+    out = io.BytesIO()
+    (await build(session, survey)).save(out)
+    return out.getvalue()
+
+
+async def sheet_csv(session: AsyncSession, survey: Survey, sheet: str) -> bytes:
+    """One sheet of the workbook as CSV for analysts: UTF-8 with a byte-order mark, which Excel needs to
+    read Chinese correctly; suppressed cells read 样本不足 as in the workbook."""
+    book = await build(session, survey)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\r\n")
+    for row in book[SHEETS[sheet]].iter_rows(values_only=True):
+        writer.writerow(["" if v is None else v for v in row])
+    return ("\ufeff" + text.getvalue()).encode()
+
+
+async def build(session: AsyncSession, survey: Survey) -> Workbook:
     whole = (await results(session, survey, "none")).groups[0]
     by_school = (await results(session, survey, "school")).groups
     book = Workbook()
@@ -157,7 +184,4 @@ async def workbook(session: AsyncSession, survey: Survey) -> bytes:
     texts = book.create_sheet("意见建议")
     _header(texts, "意见建议（匿名，已审核）")
     texts.append([NO_TEXT])
-
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return book

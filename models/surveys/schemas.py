@@ -295,6 +295,12 @@ class SurveyResults(BaseModel):
     groups: list[GroupResult]
 
 
+class SheetQuery(Strict):
+    sheet: Literal["overview", "dimensions", "questions", "schools", "trend", "comments"] = Field(
+        description="概览、维度、题目、学校、逐年对比、意见建议"
+    )
+
+
 class ResultsQuery(Strict):
     group_by: Literal["none", "school", "grade_band"] = "none"
 

@@ -243,6 +243,7 @@ class Call:
     json: dict[str, Any] | None = None
     raw: bytes | None = None
     content_type: str = "application/json"
+    query: str = ""  # appended to the path ("?sheet=schools")
 
     @property
     def body(self) -> bytes | None:
@@ -491,6 +492,10 @@ async def _closed_results(ctx: Ctx, survey: Any) -> Call:
     return Call()
 
 
+async def _csv_sheet(ctx: Ctx, survey: Any) -> Call:
+    return Call(query="?sheet=schools")
+
+
 async def _survey_answer(ctx: Ctx, survey: Any) -> Call:
     """The child of the survey's school in the sample (parent_a's at school A; nobody's at school C)."""
     await _survey_state(ctx, survey, "published")
@@ -563,6 +568,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/surveys/{{survey_id}}/response-rates", "get"): _no_body,
     (f"{API}/surveys/{{survey_id}}/results", "get"): _closed_results,
     (f"{API}/surveys/{{survey_id}}/results.xlsx", "get"): _no_body,
+    (f"{API}/surveys/{{survey_id}}/results.csv", "get"): _csv_sheet,
     (f"{API}/surveys/{{survey_id}}/responses", "post"): _survey_answer,
     (f"{API}/me/surveys", "get"): _no_body,
 }
@@ -574,7 +580,7 @@ async def build_call(ctx: Ctx, route: Route, target: School | District | None) -
     if route.scope is not None:
         assert target is not None
         ids[route.scope_param] = target.id
-    return route.path.format(**{k: str(v) for k, v in ids.items()}), call
+    return route.path.format(**{k: str(v) for k, v in ids.items()}) + call.query, call
 
 
 async def send(
@@ -663,7 +669,7 @@ async def _ids_naming_nothing(api: Api, ctx: Ctx, route: Route) -> list[str]:
     failures = []
     for ids in variants:
         _, call = await build_call(ctx, route, target)
-        response = await send(api, route, route.path.format(**ids), call, ctx.world.token(actor))
+        response = await send(api, route, route.path.format(**ids) + call.query, call, ctx.world.token(actor))
         if response.status != 404:
             changed = {k: v for k, v in ids.items() if own[k] != v}
             failures.append(

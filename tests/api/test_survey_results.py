@@ -5,6 +5,7 @@ them away; schools see their own school once closed; the evaluators' workbook ce
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import math
 from datetime import datetime, timedelta
@@ -311,3 +312,38 @@ async def test_results_before_any_answer_are_all_hidden(api: Api, deps: Deps, gr
     s = await scene(api, deps)
     body = (await api.get(s.path(f"/results?group_by={group_by}"), token=s.world.token("evaluator"))).json()
     assert body["groups"] and all(g["suppressed"] and g["overall"]["value"] is None for g in body["groups"])
+
+
+async def test_each_sheet_comes_as_csv_for_analysts(api: Api, deps: Deps) -> None:
+    s = await scene(api, deps, in_b=9)
+    await answer_all(api, s)
+    await close(api, s)
+    token = s.world.token("evaluator")
+    response = await api.get(s.path("/results.csv?sheet=schools"), token=token)
+    assert response.status == 200 and response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.body.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(response.body.decode("utf-8-sig"))))
+    assert rows[0][:7] == [
+        "学校",
+        "总体满意度指数",
+        "95% 置信区间",
+        "作答人数",
+        "抽中",
+        "回收",
+        "回收率（%）",
+    ]
+    named = {r[0]: r for r in rows[1:]}
+    assert named["乙中学"][1] == "样本不足" and named["乙中学"][4:7] == ["11", "9", "81.82"]
+    overview = dict(
+        r
+        for r in csv.reader(
+            io.StringIO(
+                (await api.get(s.path("/results.csv?sheet=overview"), token=token)).body.decode("utf-8-sig")
+            )
+        )
+    )
+    district = (await api.get(s.path("/results"), token=token)).json()["groups"][0]
+    assert overview["总体满意度指数"] == str(district["overall"]["value"])
+    for bad in ("", "?sheet=学校", "?sheet=schools&x=1"):
+        refused = await api.get(s.path(f"/results.csv{bad}"), token=token)
+        assert refused.status == 422, bad
