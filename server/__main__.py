@@ -25,6 +25,7 @@ from infra.config import Settings
 from infra.embedded import EmbeddedServers
 from models.catalog.service import sync_catalogue
 from models.demo import load_demo, load_demo_evening_classes
+from models.surveys.demo import load_demo_surveys
 from server.app import make_app
 from server.migrate import upgrade
 from server.wechat_sandbox import SANDBOX_APPID, SANDBOX_SECRET
@@ -90,6 +91,7 @@ async def _load_data(settings: Settings) -> None:
             async with deps.sessions() as session, session.begin():
                 await load_demo(session, deps.clock(), settings.privacy_policy_version)
                 await load_demo_evening_classes(session, deps.clock())
+                await load_demo_surveys(session, deps.clock())
             log.info("demo data loaded (see README for the demo accounts)")
         await deps.redis.incr(deps.keys.catalogue_version())
     finally:
