@@ -25,6 +25,7 @@ from models.evening_classes.service import SignupRequest, sign_up_batch
 from models.learning.progress import ProgressTracker
 from models.notifications.allowance import Templates
 from models.notifications.worker import NotificationWorker
+from models.surveys.moderation import TextChecker
 
 
 class DatabaseGate:
@@ -95,6 +96,7 @@ class Deps:
     progress: ProgressTracker = field(init=False)
     notifications: NotificationWorker = field(init=False)
     signups: GroupCommit[SignupRequest, SignupOut] = field(init=False)
+    texts: TextChecker = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -120,6 +122,7 @@ class Deps:
             self.redis, self.keys, self.sessions, clock=lambda: self.clock().timestamp()
         )
         self.notifications = NotificationWorker(self.sessions, self.wechat, clock=lambda: self.clock())
+        self.texts = TextChecker(self.sessions, self.wechat, self.cipher)
         self.signups = GroupCommit(
             self.engine, sign_up_batch, max_waiting=lambda: self.settings.max_queued_signups
         )

@@ -15,7 +15,7 @@ from models.accounts.rules import DISTRICT_ADMINS, DISTRICT_READERS, PARENTS, Ro
 from models.audit.actions import AuditAction
 from models.learning.rules import school_year_of
 from models.learning.schemas import LearningQuery
-from models.surveys import answering, export, service, statistics
+from models.surveys import answering, export, moderation, service, statistics
 from models.surveys.schemas import (
     MySurveys,
     ResponseAccepted,
@@ -300,10 +300,55 @@ class ResponsesHandler(ApiHandler):
     async def post(self, survey_id: str) -> None:
         data = self.body(ResponseIn)
         wanted = self.path_uuid(survey_id)
+        cipher = self.deps.cipher
         async with self.transaction() as session:
-            out = await answering.submit(session, self.me, wanted, data, self.deps.cipher, self.deps.clock())
-        # Written out in its own transaction, after this one committed: never beside the participation.
+            accepted = await answering.submit(session, self.me, wanted, data, cipher, self.deps.clock())
+        # After the commit, each in a transaction of its own (never beside the participation row): the
+        # free texts' check with WeChat, then writing out a full batch.
+        if accepted.texts:
+            checks = await moderation.check(self.deps.wechat, accepted.openid, accepted.texts)
+            async with self.transaction() as session:
+                await answering.record_checks(session, accepted.pending_id, checks, cipher)
         async with self.transaction() as session:
             if await answering.ready_to_mix(session, wanted):
-                await answering.mix(session, wanted, self.deps.cipher, self.deps.clock())
-        self.send(out, status=201)
+                await answering.mix(session, wanted, cipher, self.deps.clock())
+        self.send(accepted.out, status=201)
+
+
+class HeldTextsHandler(_SurveyHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "待审核的意见建议（微信内容安全检测为 risky 或 review，或无法检测）：只有内容，没有身份",
+            response=moderation.HeldTexts,
+            roles=DISTRICT_ADMINS,
+            errors=(401, 403, 404),
+            scope=Scope.record,
+        )
+    }
+
+    async def get(self, survey_id: str) -> None:
+        async with self.transaction() as session:
+            found = await self.survey(session, survey_id)
+            out = await moderation.held_texts(session, found)
+        self.send(out)
+
+
+class HeldTextHandler(_SurveyHandler):
+    openapi: ClassVar = {
+        "put": Operation(
+            "审核一条意见建议：放行（release）后才会出现在导出中，或驳回（reject）",
+            body=moderation.DecisionIn,
+            response=moderation.HeldText,
+            roles=DISTRICT_ADMINS,
+            errors=(401, 403, 404, 409, 422),
+            scope=Scope.record,
+            audit=AuditAction.survey_text_moderated,
+        )
+    }
+
+    async def put(self, survey_id: str, text_id: str) -> None:
+        data = self.body(moderation.DecisionIn)
+        async with self.transaction() as session:
+            found = await self.survey(session, survey_id)
+            out = await moderation.decide(session, found, text_id, data.decision)
+        self.send(out)

@@ -190,6 +190,7 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     stop = asyncio.Event()
     flusher = asyncio.create_task(deps.progress.run(stop))
     notifier = asyncio.create_task(deps.notifications.run(stop))
+    text_checker = asyncio.create_task(deps.texts.run(stop))
     listener = asyncio.create_task(deps.local.listen())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -204,6 +205,7 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     await server.close_all_connections()
     await flusher  # one last flush of lesson progress before the clients close
     await notifier  # lets the batch in flight record its outcomes (no message left half-sent)
+    await text_checker
     listener.cancel()
     with suppress(asyncio.CancelledError):
         await listener

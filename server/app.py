@@ -96,6 +96,8 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{API}/surveys/{{survey_id}}/results.xlsx", surveys.ResultsWorkbookHandler),
     (f"{API}/surveys/{{survey_id}}/results.csv", surveys.ResultsCsvHandler),
     (f"{API}/surveys/{{survey_id}}/responses", surveys.ResponsesHandler),
+    (f"{API}/surveys/{{survey_id}}/texts", surveys.HeldTextsHandler),
+    (f"{API}/surveys/{{survey_id}}/texts/{{text_id}}", surveys.HeldTextHandler),
     (f"{API}/me/surveys", surveys.MySurveysHandler),
 ]
 

@@ -30,6 +30,7 @@ class AuditAction(StrEnum):
     survey_published = "survey_published"  # the sample is drawn from the roster
     survey_closed = "survey_closed"
     survey_exported = "survey_exported"  # the evaluators' workbook
+    survey_text_moderated = "survey_text_moderated"  # a held free-text answer released or rejected
 
     @property
     def label(self) -> str:
@@ -60,4 +61,5 @@ LABELS = {
     AuditAction.survey_published: "发布满意度调查（抽样）",
     AuditAction.survey_closed: "结束满意度调查",
     AuditAction.survey_exported: "导出满意度调查结果",
+    AuditAction.survey_text_moderated: "审核调查意见建议",
 }

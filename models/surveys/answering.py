@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from infra.clock import SHANGHAI
 from infra.errors import Conflict, NotFound, ValidationFailed
 from infra.security import FieldCipher
 from models.accounts.principal import Principal
+from models.accounts.tables import User
 from models.surveys.rules import MIX_BATCH, answer_errors
 from models.surveys.schemas import DimensionOut, MySurvey, ResponseAccepted, ResponseIn
 from models.surveys.service import SurveyClosed, close
@@ -45,6 +47,8 @@ from models.surveys.tables import (
 )
 
 SEAL_CONTEXT = "survey-response:v1"
+OPENID_CONTEXT = "survey-text-openid:v1"
+UNCHECKED, HELD = "unchecked", "held"
 # Sealed answers are padded to a multiple of this many bytes, so their length says little of the text.
 SEAL_BLOCK = 512
 _shuffle = random.SystemRandom().shuffle
@@ -104,15 +108,38 @@ async def my_surveys(session: AsyncSession, principal: Principal, now: datetime)
     return sorted(items, key=lambda i: (i.closes_at, str(i.survey_id), order.index(i.student_id)))
 
 
-def seal(cipher: FieldCipher, answers: dict[str, Any]) -> bytes:
-    plain = orjson.dumps(answers, option=orjson.OPT_SORT_KEYS).decode()
+def seal(cipher: FieldCipher, payload: dict[str, Any]) -> bytes:
+    plain = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS).decode()
     padding = -(len(plain.encode()) + 1) % SEAL_BLOCK
     return cipher.encrypt(plain + "\n" + " " * padding, SEAL_CONTEXT)
 
 
 def unseal(cipher: FieldCipher, blob: bytes) -> dict[str, Any]:
-    answers: dict[str, Any] = orjson.loads(cipher.decrypt(blob, SEAL_CONTEXT).rstrip(" ").rstrip("\n"))
-    return answers
+    payload: dict[str, Any] = orjson.loads(cipher.decrypt(blob, SEAL_CONTEXT).rstrip(" ").rstrip("\n"))
+    return payload
+
+
+def seal_openid(cipher: FieldCipher, openid: str) -> bytes:
+    return cipher.encrypt(openid, OPENID_CONTEXT)
+
+
+def unseal_openid(cipher: FieldCipher, blob: bytes) -> str:
+    return cipher.decrypt(blob, OPENID_CONTEXT)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What the request that accepted a response needs after its commit: the free texts to check with
+    WeChat, and the sealed row to record the outcome on. Never sent to the client."""
+
+    out: ResponseAccepted
+    pending_id: uuid.UUID
+    texts: dict[str, str]
+    openid: str | None
+
+
+def text_keys(dimensions: list[dict[str, Any]]) -> set[str]:
+    return {q["key"] for d in dimensions for q in d["questions"] if q["kind"] == "text"}
 
 
 async def submit(
@@ -122,8 +149,9 @@ async def submit(
     data: ResponseIn,
     cipher: FieldCipher,
     now: datetime,
-) -> ResponseAccepted:
-    """Accept one whole response for a sampled child of the caller. Nothing here names the caller."""
+) -> Accepted:
+    """Accept one whole response for a sampled child of the caller. Nothing written here names the
+    caller: the openid that WeChat's text check needs travels sealed inside the answers."""
     children = principal.child_ids()
     survey = await session.get(Survey, survey_id)
     if survey is None or survey.status == "draft" or not children:
@@ -151,12 +179,53 @@ async def submit(
     )
     if taken is None:
         raise AlreadyAnswered()
-    session.add(
-        SurveyPendingResponse(
-            survey_id=survey.id, school_id=cell.school_id, grade=cell.grade, sealed=seal(cipher, data.answers)
-        )
+    texts = {
+        k: v for k, v in data.answers.items() if k in text_keys(survey.dimensions) and isinstance(v, str)
+    }
+    openid = None
+    if texts:
+        user = await session.get(User, principal.id)
+        openid = user.wechat_openid if user is not None else None
+    pending = SurveyPendingResponse(
+        id=uuid.uuid4(),
+        survey_id=survey.id,
+        school_id=cell.school_id,
+        grade=cell.grade,
+        sealed=seal(cipher, {"answers": data.answers, "openid": openid, "checks": {}}),
     )
-    return ResponseAccepted(survey_id=survey.id, student_id=data.student_id)
+    session.add(pending)
+    return Accepted(
+        ResponseAccepted(survey_id=survey.id, student_id=data.student_id), pending.id, texts, openid
+    )
+
+
+async def record_checks(
+    session: AsyncSession, pending_id: uuid.UUID, checks: dict[str, str], cipher: FieldCipher
+) -> bool:
+    """Write WeChat's verdicts into a response still sealed (False: it was written out meanwhile, and
+    the text-check job takes it from there). Once every text is checked the openid is dropped."""
+    row = await session.get(SurveyPendingResponse, pending_id, with_for_update={"skip_locked": True})
+    if row is None:
+        return False
+    payload = unseal(cipher, row.sealed)
+    payload["checks"] = checks
+    if UNCHECKED not in checks.values():
+        payload["openid"] = None
+    row.sealed = seal(cipher, payload)
+    return True
+
+
+def _written(
+    payload: dict[str, Any], keys: set[str], cipher: FieldCipher
+) -> tuple[dict[str, str], bytes | None]:
+    """A response's text statuses and sealed openid as it is written out."""
+    answers, checks = payload["answers"], payload.get("checks") or {}
+    status = {k: checks.get(k, UNCHECKED) for k in answers if k in keys}
+    openid = payload.get("openid")
+    unchecked = UNCHECKED in status.values()
+    if unchecked and not openid:
+        status = {k: HELD if v == UNCHECKED else v for k, v in status.items()}  # no one to check it as
+    return status, seal_openid(cipher, openid) if unchecked and openid else None
 
 
 async def mix(
@@ -170,6 +239,9 @@ async def mix(
     """Write out the sealed answers of every cell holding at least MIX_BATCH (or, `everything`, of all
     cells: at closing) as shuffled plain rows. Cells another transaction is mixing are skipped (SKIP
     LOCKED). Returns how many answers were written out."""
+    survey = await session.get(Survey, survey_id)
+    assert survey is not None
+    keys = text_keys(survey.dimensions)
     pending = (
         await session.execute(
             select(SurveyPendingResponse)
@@ -184,7 +256,10 @@ async def mix(
     chosen = [row for rows in batch for row in rows]
     if not chosen:
         return 0
-    answers = [(row.school_id, row.grade, unseal(cipher, row.sealed)) for row in chosen]
+    written: list[tuple[uuid.UUID, int, dict[str, Any], dict[str, str], bytes | None]] = []
+    for row in chosen:
+        payload = unseal(cipher, row.sealed)
+        written.append((row.school_id, row.grade, payload["answers"], *_written(payload, keys, cipher)))
     # A remainder under a batch (at closing) is written out together with its cell's earlier answers,
     # rewritten in the same transaction: alone, its few rows would point at the last few households.
     short = [cell for cell, rows in cells.items() if len(rows) < MIX_BATCH and rows in batch]
@@ -196,9 +271,9 @@ async def mix(
                 SurveyResponse.school_id == school_id,
                 SurveyResponse.grade == grade,
             )
-            .returning(SurveyResponse.answers)
+            .returning(SurveyResponse.answers, SurveyResponse.text_status, SurveyResponse.sealed_openid)
         )
-        answers += [(school_id, grade, given) for given in earlier.scalars()]
+        written += [(school_id, grade, a, t, o) for a, t, o in earlier]
     day = now.astimezone(SHANGHAI).date()
     plain = [
         {
@@ -207,9 +282,11 @@ async def mix(
             "school_id": school,
             "grade": grade,
             "day": day,
-            "answers": a,
+            "answers": answers,
+            "text_status": status,
+            "sealed_openid": openid,
         }
-        for school, grade, a in answers
+        for school, grade, answers, status, openid in written
     ]
     _shuffle(plain)
     await session.execute(insert(SurveyResponse), plain)

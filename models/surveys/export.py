@@ -12,6 +12,7 @@ from openpyxl.styles import Font
 from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.surveys.moderation import shown_quotes
 from models.surveys.rules import MIN_CELL, SUPPRESSED_NOTE
 from models.surveys.schemas import Figure
 from models.surveys.statistics import district_satisfaction, results
@@ -28,7 +29,7 @@ SHEETS = {
     "trend": "逐年对比",
     "comments": "意见建议",
 }
-NO_TEXT = "暂无已审核发布的意见建议（文字答案经内容审核放行后才会列出）"
+NO_TEXT = f"暂无可列出的意见建议（只列出通过内容审核、且来自作答不少于 {MIN_CELL} 份的学校的意见）"
 
 
 def _value(figure: Figure | None) -> float | str | None:
@@ -182,6 +183,10 @@ async def build(session: AsyncSession, survey: Survey) -> Workbook:
                 years.append([label, _value(c.current), _value(c.previous), c.change, significant])
 
     texts = book.create_sheet("意见建议")
-    _header(texts, "意见建议（匿名，已审核）")
-    texts.append([NO_TEXT])
+    _header(texts, "学校", "题目", "意见建议（匿名，已通过审核）")
+    quotes = await shown_quotes(session, survey)
+    for quote in quotes:
+        texts.append(list(quote))
+    if not quotes:
+        texts.append(["", "", NO_TEXT])
     return book

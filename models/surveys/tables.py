@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -107,7 +108,12 @@ class SurveyResponse(Base):
     written out (the day of its batch). Ids are random (uuid4) and rows are inserted in shuffled order."""
 
     __tablename__ = "survey_response"
-    __table_args__ = (Index("ix_survey_response_survey", "survey_id", "school_id", "grade"),)
+    __table_args__ = (
+        Index("ix_survey_response_survey", "survey_id", "school_id", "grade"),
+        Index(
+            "ix_survey_response_unchecked", "survey_id", postgresql_where=text("sealed_openid IS NOT NULL")
+        ),
+    )
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     survey_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("survey.id"))
     school_id: Mapped[uuid.UUID] = mapped_column(Uuid)
@@ -115,3 +121,8 @@ class SurveyResponse(Base):
     day: Mapped[date] = mapped_column(Date)
     # {question key: 1–5 | "dont_know" | option key | [option keys] | text}
     answers: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # Free text's moderation: {question key: passed | held | unchecked | released | rejected}
+    text_status: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict, server_default=text("'{}'"))
+    # For a text WeChat could not check yet: the writer's openid, sealed with the field key (the check
+    # needs it); dropped once checked.
+    sealed_openid: Mapped[bytes | None] = mapped_column(LargeBinary)

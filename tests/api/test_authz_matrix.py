@@ -36,7 +36,7 @@ from models.evening_classes.rules import checkin_token
 from models.evening_classes.tables import EveningClass, Signup
 from models.learning.tables import Certificate
 from models.surveys.service import discard_sample
-from models.surveys.tables import Survey, SurveyParticipation
+from models.surveys.tables import Survey, SurveyParticipation, SurveyResponse
 from server.app import API, ROUTES
 from tests.builders import (
     World,
@@ -492,6 +492,22 @@ async def _closed_results(ctx: Ctx, survey: Any) -> Call:
     return Call()
 
 
+async def _held_text(ctx: Ctx, survey: Any) -> Call:
+    """A free-text answer of the target survey held for review (every caller gets a fresh one)."""
+    async with ctx.deps.sessions() as s, s.begin():
+        response = SurveyResponse(
+            survey_id=survey.id,
+            school_id=ctx.owned_by_school[survey.id],
+            grade=3,
+            day=ctx.deps.clock().date(),
+            answers={"overall_suggestion": "待审的意见"},
+            text_status={"overall_suggestion": "held"},
+        )
+        s.add(response)
+        await s.flush()
+    return Call(ids={"text_id": f"{response.id}.overall_suggestion"}, json={"decision": "release"})
+
+
 async def _csv_sheet(ctx: Ctx, survey: Any) -> Call:
     return Call(query="?sheet=schools")
 
@@ -570,6 +586,8 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/surveys/{{survey_id}}/results.xlsx", "get"): _no_body,
     (f"{API}/surveys/{{survey_id}}/results.csv", "get"): _csv_sheet,
     (f"{API}/surveys/{{survey_id}}/responses", "post"): _survey_answer,
+    (f"{API}/surveys/{{survey_id}}/texts", "get"): _no_body,
+    (f"{API}/surveys/{{survey_id}}/texts/{{text_id}}", "put"): _held_text,
     (f"{API}/me/surveys", "get"): _no_body,
 }
 

@@ -131,7 +131,18 @@ async def test_the_database_administrator_cannot_pair_a_household_with_its_answe
     )
     for r in responses:
         data = r["data"]
-        assert set(data) == {"id", "survey_id", "school_id", "grade", "day", "answers"}
+        assert set(data) == {
+            "id",
+            "survey_id",
+            "school_id",
+            "grade",
+            "day",
+            "answers",
+            "text_status",
+            "sealed_openid",
+        }
+        # The remark passed WeChat's check at once: no openid kept, sealed or not.
+        assert data["text_status"] == {"q2": "passed"} and data["sealed_openid"] is None
         assert data["day"] == "2026-05-11"
         assert set(UUID.findall(r["row"])) == {data["id"], data["survey_id"], data["school_id"]}
         assert data["id"] not in elsewhere

@@ -122,6 +122,13 @@ def upgrade() -> None:
         sa.Column("grade", sa.Integer(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("answers", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column(
+            "text_status",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'{}'"),
+            nullable=False,
+        ),
+        sa.Column("sealed_openid", sa.LargeBinary(), nullable=True),
         sa.ForeignKeyConstraint(
             ["survey_id"], ["survey.id"], name=op.f("fk_survey_response_survey_id_survey")
         ),
@@ -130,9 +137,17 @@ def upgrade() -> None:
     op.create_index(
         "ix_survey_response_survey", "survey_response", ["survey_id", "school_id", "grade"], unique=False
     )
+    op.create_index(
+        "ix_survey_response_unchecked",
+        "survey_response",
+        ["survey_id"],
+        unique=False,
+        postgresql_where=sa.text("sealed_openid IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_survey_response_unchecked", table_name="survey_response")
     op.drop_index("ix_survey_response_survey", table_name="survey_response")
     op.drop_table("survey_response")
     op.drop_index("ix_survey_pending_cell", table_name="survey_pending_response")
