@@ -187,7 +187,9 @@ class ResultsHandler(_SurveyHandler):
         async with self.transaction() as session:
             found = await self.survey(session, survey_id)
             only = await _own_school_only(self, session, found)
-            out = await statistics.results(session, found, query.group_by, only)
+            out = await statistics.cached_results(
+                session, self.deps.redis, self.deps.keys, found, query.group_by, only
+            )
         self.send(out)
 
 

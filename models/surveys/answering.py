@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -290,6 +290,9 @@ async def mix(
     ]
     _shuffle(plain)
     await session.execute(insert(SurveyResponse), plain)
+    await session.execute(
+        update(Survey).where(Survey.id == survey_id).values(results_version=Survey.results_version + 1)
+    )
     await session.execute(
         delete(SurveyPendingResponse).where(SurveyPendingResponse.id.in_([row.id for row in chosen]))
     )

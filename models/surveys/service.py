@@ -212,6 +212,7 @@ async def close(session: AsyncSession, survey: Survey, now: datetime) -> Survey:
     if locked.status != "published":
         raise NotPublished()
     locked.status, locked.closed_at = "closed", now
+    locked.results_version += 1
     opened = locked.opens_at is not None and locked.opens_at < now
     if opened and (locked.closes_at is None or locked.closes_at > now):
         locked.closes_at = now  # the window as it really was

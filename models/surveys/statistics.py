@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.redis import Keys
 from models.accounts.rules import GRADE_BANDS, grade_band
 from models.accounts.tables import School
 from models.surveys.answering import written_answers
@@ -40,6 +42,7 @@ from models.surveys.schemas import (
 from models.surveys.tables import Survey, SurveyParticipation, SurveySample, SurveyStratum
 
 GroupBy = Literal["none", "school", "grade_band"]
+RESULTS_CACHE_SECONDS = 3600  # a key names the state it was computed from; this only bounds the memory
 BAND_LABELS = {
     "kindergarten": "幼儿园",
     "primary_lower": "小学低段（1–2 年级）",
@@ -283,6 +286,32 @@ async def results(
         minimum_cell=MIN_CELL,
         groups=groups,
     )
+
+
+async def cached_results(
+    session: AsyncSession,
+    redis: Redis,
+    keys: Keys,
+    survey: Survey,
+    group_by: GroupBy,
+    only_school: uuid.UUID | None = None,
+) -> bytes:
+    """`results` as JSON, computed once per state of what they rest on: the written-out answers (the
+    survey's results_version, bumped by every batch and by closing) and the responses counted so far
+    (each answer moves the response rate at once)."""
+    counted = await session.scalar(
+        select(func.count())
+        .select_from(SurveyParticipation)
+        .where(SurveyParticipation.survey_id == survey.id)
+    )
+    version = f"{survey.results_version}.{counted}"
+    key = keys.survey_results(str(survey.id), version, f"{group_by}:{only_school or 'all'}")
+    cached = await redis.get(key)
+    if cached is not None:
+        return cached if isinstance(cached, bytes) else str(cached).encode()
+    data = (await results(session, survey, group_by, only_school)).model_dump_json().encode()
+    await redis.set(key, data, ex=RESULTS_CACHE_SECONDS)
+    return data
 
 
 # ---- year over year ----------------------------------------------------------------------------------

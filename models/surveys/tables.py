@@ -56,6 +56,8 @@ class Survey(UuidPk, Timestamped, Base):
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("app_user.id"))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Bumped whenever answers are written out or the survey closes: cached results name the version.
+    results_version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class SurveyStratum(Base):

@@ -348,3 +348,21 @@ async def test_each_sheet_comes_as_csv_for_analysts(api: Api, deps: Deps) -> Non
     for bad in ("", "?sheet=学校", "?sheet=schools&x=1"):
         refused = await api.get(s.path(f"/results.csv{bad}"), token=token)
         assert refused.status == 422, bad
+
+
+async def test_results_are_cached_until_answers_arrive(api: Api, deps: Deps) -> None:
+    s = await scene(api, deps)
+    token = s.world.token("evaluator")
+    first = await api.get(s.path("/results"), token=token)
+    assert first.json()["groups"][0]["responses"] == 0
+    [key] = [k async for k in deps.redis.scan_iter(match=f"{deps.settings.redis_prefix}survey-results:*")]
+    # Served from the cache: what the key holds is what the next request gets.
+    marked = first.body.replace(b'"title":"\xe6\xbb\xa1', b'"title":"[cached]\xe6\xbb\xa1')
+    assert marked != first.body
+    await deps.redis.set(key, marked)
+    assert (await api.get(s.path("/results"), token=token)).body == marked
+    # An answer moves the response rate at once; a written-out batch moves the figures.
+    await answer_all(api, s)
+    after = (await api.get(s.path("/results"), token=token)).json()
+    assert after["title"] == "满意度调查" and after["groups"][0]["responses"] == 22
+    assert after["groups"][0]["overall"]["value"] is not None
