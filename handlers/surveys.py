@@ -219,7 +219,7 @@ class ResultsWorkbookHandler(_SurveyHandler):
     async def get(self, survey_id: str) -> None:
         async with self.transaction() as session:
             found = await self.survey(session, survey_id)
-            workbook = await export.workbook(session, found)
+            workbook = await export.workbook(session, self.deps.redis, self.deps.keys, found)
         self.set_header("Content-Type", XLSX)
         self.set_header("Content-Disposition", f'attachment; filename="survey-{found.id}.xlsx"')
         self.finish(workbook)
@@ -242,7 +242,7 @@ class ResultsCsvHandler(_SurveyHandler):
         query = self.query(SheetQuery)
         async with self.transaction() as session:
             found = await self.survey(session, survey_id)
-            data = await export.sheet_csv(session, found, query.sheet)
+            data = await export.sheet_csv(session, self.deps.redis, self.deps.keys, found, query.sheet)
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="survey-{found.id}-{query.sheet}.csv"')
         self.finish(data)
@@ -312,8 +312,8 @@ class ResponsesHandler(ApiHandler):
             async with self.transaction() as session:
                 await answering.record_checks(session, accepted.pending_id, checks, cipher)
         async with self.transaction() as session:
-            if await answering.ready_to_mix(session, wanted):
-                await answering.mix(session, wanted, cipher, self.deps.clock())
+            if await answering.ready_to_mix(session, wanted, accepted.cell):
+                await answering.mix(session, wanted, cipher, self.deps.clock(), cell=accepted.cell)
         self.send(accepted.out, status=201)
 
 

@@ -134,6 +134,7 @@ class Accepted:
 
     out: ResponseAccepted
     pending_id: uuid.UUID
+    cell: tuple[uuid.UUID, int]  # the school and grade it waits in
     texts: dict[str, str]
     openid: str | None
 
@@ -194,9 +195,8 @@ async def submit(
         sealed=seal(cipher, {"answers": data.answers, "openid": openid, "checks": {}}),
     )
     session.add(pending)
-    return Accepted(
-        ResponseAccepted(survey_id=survey.id, student_id=data.student_id), pending.id, texts, openid
-    )
+    out = ResponseAccepted(survey_id=survey.id, student_id=data.student_id)
+    return Accepted(out, pending.id, (cell.school_id, cell.grade), texts, openid)
 
 
 async def record_checks(
@@ -235,20 +235,21 @@ async def mix(
     now: datetime,
     *,
     everything: bool = False,
+    cell: tuple[uuid.UUID, int] | None = None,
 ) -> int:
     """Write out the sealed answers of every cell holding at least MIX_BATCH (or, `everything`, of all
-    cells: at closing) as shuffled plain rows. Cells another transaction is mixing are skipped (SKIP
-    LOCKED). Returns how many answers were written out."""
+    cells: at closing) as shuffled plain rows; with `cell`, of that cell only (the one an answer just
+    joined). Rows another transaction is mixing are skipped (SKIP LOCKED). Returns how many answers were
+    written out."""
     survey = await session.get(Survey, survey_id)
     assert survey is not None
     keys = text_keys(survey.dimensions)
-    pending = (
-        await session.execute(
-            select(SurveyPendingResponse)
-            .where(SurveyPendingResponse.survey_id == survey_id)
-            .with_for_update(skip_locked=True)
+    query = select(SurveyPendingResponse).where(SurveyPendingResponse.survey_id == survey_id)
+    if cell is not None:
+        query = query.where(
+            SurveyPendingResponse.school_id == cell[0], SurveyPendingResponse.grade == cell[1]
         )
-    ).scalars()
+    pending = (await session.execute(query.with_for_update(skip_locked=True))).scalars()
     cells: dict[tuple[uuid.UUID, int], list[SurveyPendingResponse]] = defaultdict(list)
     for row in pending:
         cells[(row.school_id, row.grade)].append(row)
@@ -299,18 +300,18 @@ async def mix(
     return len(chosen)
 
 
-async def ready_to_mix(session: AsyncSession, survey_id: uuid.UUID) -> bool:
-    """Whether some cell holds a full batch (cheap; the request that answers runs `mix` only then)."""
-    full = await session.scalar(
-        select(func.count()).select_from(
-            select(SurveyPendingResponse.school_id)
-            .where(SurveyPendingResponse.survey_id == survey_id)
-            .group_by(SurveyPendingResponse.school_id, SurveyPendingResponse.grade)
-            .having(func.count() >= MIX_BATCH)
-            .subquery()
+async def ready_to_mix(session: AsyncSession, survey_id: uuid.UUID, cell: tuple[uuid.UUID, int]) -> bool:
+    """Whether the cell an answer just joined holds a full batch (an index range count)."""
+    waiting = await session.scalar(
+        select(func.count())
+        .select_from(SurveyPendingResponse)
+        .where(
+            SurveyPendingResponse.survey_id == survey_id,
+            SurveyPendingResponse.school_id == cell[0],
+            SurveyPendingResponse.grade == cell[1],
         )
     )
-    return bool(full)
+    return (waiting or 0) >= MIX_BATCH
 
 
 async def written_answers(

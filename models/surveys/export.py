@@ -10,12 +10,14 @@ from openpyxl import Workbook
 from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Font
 from openpyxl.worksheet.worksheet import Worksheet
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.redis import Keys
 from models.surveys.moderation import shown_quotes
 from models.surveys.rules import MIN_CELL, SUPPRESSED_NOTE
-from models.surveys.schemas import Figure
-from models.surveys.statistics import district_satisfaction, results
+from models.surveys.schemas import Figure, SurveyResults
+from models.surveys.statistics import cached_results, district_satisfaction
 from models.surveys.tables import Survey
 
 METHOD_LABELS = {"census": "普查（全体家庭）", "stratified": "分层随机抽样（按学校、年级）"}
@@ -67,16 +69,16 @@ def _bar(sheet: Worksheet, title: str, rows: int, anchor: str) -> None:
     sheet.add_chart(chart, anchor)
 
 
-async def workbook(session: AsyncSession, survey: Survey) -> bytes:
+async def workbook(session: AsyncSession, redis: Redis, keys: Keys, survey: Survey) -> bytes:
     out = io.BytesIO()
-    (await build(session, survey)).save(out)
+    (await build(session, redis, keys, survey)).save(out)
     return out.getvalue()
 
 
-async def sheet_csv(session: AsyncSession, survey: Survey, sheet: str) -> bytes:
+async def sheet_csv(session: AsyncSession, redis: Redis, keys: Keys, survey: Survey, sheet: str) -> bytes:
     """One sheet of the workbook as CSV for analysts: UTF-8 with a byte-order mark, which Excel needs to
     read Chinese correctly; suppressed cells read 样本不足 as in the workbook."""
-    book = await build(session, survey)
+    book = await build(session, redis, keys, survey)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\r\n")
     for row in book[SHEETS[sheet]].iter_rows(values_only=True):
@@ -84,9 +86,14 @@ async def sheet_csv(session: AsyncSession, survey: Survey, sheet: str) -> bytes:
     return ("\ufeff" + text.getvalue()).encode()
 
 
-async def build(session: AsyncSession, survey: Survey) -> Workbook:
-    whole = (await results(session, survey, "none")).groups[0]
-    by_school = (await results(session, survey, "school")).groups
+async def build(session: AsyncSession, redis: Redis, keys: Keys, survey: Survey) -> Workbook:
+    """The same figures as the results endpoint, from its cache when they are there."""
+    whole = SurveyResults.model_validate_json(
+        await cached_results(session, redis, keys, survey, "none")
+    ).groups[0]
+    by_school = SurveyResults.model_validate_json(
+        await cached_results(session, redis, keys, survey, "school")
+    ).groups
     book = Workbook()
 
     overview = book.active

@@ -8,7 +8,7 @@ import math
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -63,6 +63,7 @@ class Cell:
     strata: list[tuple[uuid.UUID, int, int, int]]  # school, grade, population, sampled
     answers: Answers
     participations: int
+    memo: dict[str, Any] = field(default_factory=dict)  # figures computed once per request
 
 
 def _figure(estimate: Estimate, hidden: bool) -> Figure:
@@ -79,6 +80,13 @@ def _figure(estimate: Estimate, hidden: bool) -> Figure:
 
 def estimates(dimensions: Sequence[Mapping[str, Any]], cell: Cell) -> dict[str, Estimate]:
     """Each figure's post-stratified estimate over the cell's strata (overall, d:<dim>, q:<question>)."""
+    if "estimates" not in cell.memo:
+        cell.memo["estimates"] = _estimates(dimensions, cell)
+    found: dict[str, Estimate] = cell.memo["estimates"]
+    return found
+
+
+def _estimates(dimensions: Sequence[Mapping[str, Any]], cell: Cell) -> dict[str, Estimate]:
     populations = {(school, grade): population for school, grade, population, _ in cell.strata}
     by_key: dict[str, dict[tuple[uuid.UUID, int], list[float]]] = defaultdict(lambda: defaultdict(list))
     keys = (
@@ -96,6 +104,14 @@ def estimates(dimensions: Sequence[Mapping[str, Any]], cell: Cell) -> dict[str, 
         )
         for key in keys
     }
+
+
+def cell_distribution(question: Mapping[str, Any], cell: Cell) -> tuple[list[Share], int]:
+    key = f"dist:{question['key']}"
+    if key not in cell.memo:
+        cell.memo[key] = distribution(question, cell.answers)
+    found: tuple[list[Share], int] = cell.memo[key]
+    return found
 
 
 def distribution(question: Mapping[str, Any], answers: Answers) -> tuple[list[Share], int]:
@@ -137,7 +153,7 @@ def group_result(dimensions: Sequence[Mapping[str, Any]], cell: Cell, hidden: se
                     QuestionResult(key=q["key"], dimension=d["key"], kind="text", text=q["text"])
                 )
                 continue
-            shares, answered = distribution(q, cell.answers)
+            shares, answered = cell_distribution(q, cell)
             dist_hidden = whole or answered < MIN_CELL or f"dist:{q['key']}" in hidden
             questions.append(
                 QuestionResult(
@@ -174,7 +190,7 @@ def _sizes(dimensions: Sequence[Mapping[str, Any]], cell: Cell) -> dict[str, tup
     for d in dimensions:
         for q in d["questions"]:
             if q["kind"] != "text":
-                answered = distribution(q, cell.answers)[1]
+                answered = cell_distribution(q, cell)[1]
                 sizes[f"dist:{q['key']}"] = (answered, whole or answered < MIN_CELL)
     return sizes
 
