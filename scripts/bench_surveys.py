@@ -13,7 +13,7 @@ the export < 3 s.
 
 Starts its own service (embedded PostgreSQL and Redis under var/bench) and a JWT secret for this run."""
 
-# ruff: noqa: E501 - SQL statements read best unbroken
+# ruff: noqa: E501, S608 - SQL statements read best unbroken; their fragments are constants of this script
 from __future__ import annotations
 
 import argparse
@@ -52,6 +52,7 @@ async def seed(args: argparse.Namespace) -> dict[str, Any]:
     district = uuid.uuid4()
     admin = uuid.uuid4()
     closed, rush = uuid.uuid4(), uuid.uuid4()
+    await _clear(conn)
     async with conn.transaction():
         await conn.execute(
             "INSERT INTO district (id, name) VALUES ($1, $2)", district, f"压测区-{district.hex[:6]}"
@@ -117,6 +118,7 @@ async def seed(args: argparse.Namespace) -> dict[str, Any]:
                    GROUP BY school_id, grade""",
                 survey,
             )
+        await conn.execute("ANALYZE survey_sample")
         # 50,000 of the closed survey's households answered: participation and answers (random 1–5).
         await conn.execute(
             """INSERT INTO survey_participation (survey_id, student_id)
@@ -127,10 +129,10 @@ async def seed(args: argparse.Namespace) -> dict[str, Any]:
         await conn.execute(
             """INSERT INTO survey_response (id, survey_id, school_id, grade, day, answers, text_status)
                SELECT gen_random_uuid(), $1, sa.school_id, sa.grade, current_date,
-                      (SELECT jsonb_object_agg(k, 1 + floor(random() * 5)::int + 0 * length(p.student_id::text))
+                      (SELECT jsonb_object_agg(k, 1 + floor(random() * 5)::int + 0 * length(sa.student_id::text))
                        FROM unnest($2::text[]) k) || $3::jsonb, '{}'
-               FROM survey_participation p JOIN survey_sample sa USING (survey_id, student_id)
-               WHERE p.survey_id = $1""",
+               FROM survey_sample sa
+               WHERE sa.survey_id = $1 AND sa.student_id IN (SELECT student_id FROM survey_participation WHERE survey_id = $1)""",
             closed,
             likert,
             json.dumps(singles),
@@ -162,6 +164,40 @@ async def seed(args: argparse.Namespace) -> dict[str, Any]:
         "pairs": pairs,
         "answers": answers,
     }
+
+
+async def _clear(conn: Any) -> None:
+    """Remove what an earlier run generated, so that every run measures the same amount of data."""
+    districts = "SELECT id FROM district WHERE name LIKE '压测区-%'"
+    surveys = f"SELECT id FROM survey WHERE district_id IN ({districts})"
+    schools = f"SELECT id FROM school WHERE district_id IN ({districts})"
+    students = f"SELECT id FROM student WHERE school_id IN ({schools})"
+    bench_users = "SELECT id FROM app_user WHERE wechat_openid LIKE 'bench-%' OR username LIKE 'bench-%'"
+    statements = [
+        *(
+            f"DELETE FROM {table} WHERE survey_id IN ({surveys})"
+            for table in (
+                "survey_response",
+                "survey_pending_response",
+                "survey_participation",
+                "survey_sample",
+                "survey_stratum",
+            )
+        ),
+        f"DELETE FROM audit_event WHERE district_id IN ({districts})",
+        f"DELETE FROM survey WHERE district_id IN ({districts})",
+        f"DELETE FROM guardianship WHERE student_id IN ({students})",
+        f"DELETE FROM student WHERE school_id IN ({schools})",
+        f"DELETE FROM classroom WHERE school_id IN ({schools})",
+        f"DELETE FROM school WHERE district_id IN ({districts})",
+        f"DELETE FROM role_grant WHERE district_id IN ({districts})",
+        f"DELETE FROM district WHERE id IN ({districts})",
+        f"DELETE FROM refresh_token WHERE user_id IN ({bench_users})",
+        f"DELETE FROM app_user WHERE id IN ({bench_users})",
+    ]
+    async with conn.transaction():
+        for statement in statements:
+            await conn.execute(statement)
 
 
 async def _client(

@@ -65,7 +65,7 @@ def test_strata_with_one_value_are_pooled_within_their_school() -> None:
     var = (20 / 45) ** 2 * (1 - 3 / 20) * variance([100.0, 50.0, 75.0]) / 3
     var += (25 / 45) ** 2 * (1 - 2 / 25) * variance(pooled) / 2
     assert (
-        found.n == 4
+        found.n == 5
         and math.isclose(found.value or 0, expected)
         and math.isclose(found.se or 0, math.sqrt(var))
     )
