@@ -26,6 +26,7 @@ from models.evening_classes.signups import SignupRequest, sign_up_batch
 from models.learning.progress import ProgressTracker
 from models.notifications.allowance import Templates
 from models.notifications.worker import NotificationWorker
+from models.surveys.moderation import TextChecker
 
 
 class DatabaseGate:
@@ -97,6 +98,7 @@ class Deps:
     progress: ProgressTracker = field(init=False)
     notifications: NotificationWorker = field(init=False)
     signups: GroupCommit[SignupRequest, SignupOut] = field(init=False)
+    texts: TextChecker = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -145,6 +147,7 @@ class Deps:
             send_concurrency=s.notification_send_concurrency,
             max_attempts=s.notification_max_attempts,
         )
+        self.texts = TextChecker(self.sessions, self.wechat, self.cipher)
         self.signups = GroupCommit(
             self.engine, sign_up_batch, max_waiting=lambda: self.settings.max_queued_signups
         )

@@ -143,3 +143,6 @@ class Keys:
 
     def catalogue_cache(self, version: int, digest: str) -> str:
         return f"{self.prefix}catalogue:{version}:{digest}"
+
+    def survey_results(self, survey_id: str, version: str, view: str) -> str:
+        return f"{self.prefix}survey-results:{survey_id}:{version}:{view}"

@@ -97,3 +97,20 @@ def report_xlsx(
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def new_workbook() -> openpyxl.Workbook:
+    """A workbook for an export with several sheets or charts; write it out with `workbook_bytes`."""
+    return openpyxl.Workbook()
+
+
+def workbook_bytes(book: openpyxl.Workbook) -> bytes:
+    """Every text cell of every sheet made safe, then the file."""
+    for sheet in book.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                if isinstance(cell.value, str):
+                    cell.value = safe_cell(cell.value)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

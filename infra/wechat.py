@@ -206,6 +206,22 @@ class WechatGateway:
             },
         )
 
+    async def msg_sec_check(self, *, openid: str, content: str) -> str:
+        """WeChat's content-security check of a user's text (msgSecCheck, version 2, scene 2 = comment):
+        its suggestion "pass", "risky" or "review". The openid must have used the mini-program within
+        the last two hours. Raises ServiceUnavailable (timeouts, outages) or WechatError."""
+        token = await self.access_token()
+        data = await self._call(
+            "POST",
+            "wxa/msg_sec_check",
+            {"access_token": token},
+            {"content": content, "version": 2, "scene": 2, "openid": openid},
+        )
+        suggest = str((data.get("result") or {}).get("suggest", ""))
+        if suggest not in ("pass", "risky", "review"):
+            raise WechatError("微信内容安全接口未给出结论")
+        return suggest
+
     async def forget_access_token(self) -> None:
         """Drop a token WeChat rejected (40001) so the next call refreshes it."""
         await self._redis.delete(self._keys.wechat_token(self.appid))

@@ -7,6 +7,7 @@ from models.evening_classes import tables as evening_class_tables
 from models.idempotency import tables as idempotency_tables
 from models.learning import tables as learning_tables
 from models.notifications import tables as notifications_tables
+from models.surveys import tables as survey_tables
 
 __all__ = [
     "accounts_tables",
@@ -16,4 +17,5 @@ __all__ = [
     "idempotency_tables",
     "learning_tables",
     "notifications_tables",
+    "survey_tables",
 ]

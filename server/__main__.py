@@ -41,6 +41,7 @@ from infra.embedded import EmbeddedServers
 from infra.metrics import multiprocess_dir
 from models.catalog.service import sync_catalogue
 from models.demo import load_demo, load_demo_evening_classes
+from models.surveys.demo import load_demo_surveys
 from server.app import make_app, make_metrics_app
 from server.migrate import upgrade
 from server.wechat_sandbox import SANDBOX_APPID, SANDBOX_SECRET
@@ -105,6 +106,7 @@ async def _load_data(settings: Settings) -> None:
             async with deps.sessions() as session, session.begin():
                 await load_demo(session, deps.clock(), settings.privacy_policy_version)
                 await load_demo_evening_classes(session, deps.clock())
+                await load_demo_surveys(session, deps.clock())
             log.info("demo data loaded (see README for the demo accounts)")
         await deps.redis.incr(deps.keys.catalogue_version())
     finally:
@@ -265,6 +267,7 @@ async def _serve(
     flusher = asyncio.create_task(deps.progress.run(stop))
     notifier = asyncio.create_task(deps.notifications.run(stop))
     sampler = asyncio.create_task(sample_every(deps, stop))
+    text_checker = asyncio.create_task(deps.texts.run(stop))
     listener = asyncio.create_task(deps.local.listen())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -280,6 +283,7 @@ async def _serve(
     await flusher  # one last flush of lesson progress before the clients close
     await notifier  # lets the batch in flight record its outcomes (no message left half-sent)
     await sampler
+    await text_checker
     listener.cancel()
     with suppress(asyncio.CancelledError):
         await listener

@@ -21,6 +21,7 @@ from handlers import (
     organisation,
     sheets,
     statistics,
+    surveys,
     system,
 )
 from handlers.base import ApiHandler, BodyTooLargeHandler, NotFoundHandler
@@ -103,6 +104,19 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
         f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/requirement",
         evening_classes.TermRequirementHandler,
     ),
+    (f"{API}/districts/{{district_id}}/surveys", surveys.DistrictSurveysHandler),
+    (f"{API}/districts/{{district_id}}/satisfaction", surveys.DistrictSatisfactionHandler),
+    (f"{API}/surveys/{{survey_id}}", surveys.SurveyHandler),
+    (f"{API}/surveys/{{survey_id}}/publish", surveys.PublishHandler),
+    (f"{API}/surveys/{{survey_id}}/close", surveys.CloseHandler),
+    (f"{API}/surveys/{{survey_id}}/response-rates", surveys.ResponseRatesHandler),
+    (f"{API}/surveys/{{survey_id}}/results", surveys.ResultsHandler),
+    (f"{API}/surveys/{{survey_id}}/results.xlsx", surveys.ResultsWorkbookHandler),
+    (f"{API}/surveys/{{survey_id}}/results.csv", surveys.ResultsCsvHandler),
+    (f"{API}/surveys/{{survey_id}}/responses", surveys.ResponsesHandler),
+    (f"{API}/surveys/{{survey_id}}/texts", surveys.HeldTextsHandler),
+    (f"{API}/surveys/{{survey_id}}/texts/{{text_id}}", surveys.HeldTextHandler),
+    (f"{API}/me/surveys", surveys.MySurveysHandler),
 ]
 
 UNDOCUMENTED: list[tuple[str, type[ApiHandler]]] = [

@@ -7,6 +7,9 @@ without a real mini-program. Behaviour is chosen by the login code:
 - `errcode:N` answers WeChat error N (e.g. `errcode:40029`, `errcode:45011`, `errcode:-1`);
 - `sleep:S` answers after S seconds (to trigger our client's timeout).
 
+Content security (msgSecCheck v2): a text containing 违规 is `risky`, one containing 待审 is `review`,
+anything else `pass`; with `state.sec_check_down` the endpoint answers HTTP 503.
+
 `python -m server.wechat_sandbox --port 8001` runs it on its own.
 """
 
@@ -40,6 +43,8 @@ class SandboxState:
     # openid -> remaining one-time subscription allowance; missing means unlimited
     subscription_allowance: dict[str, int] = field(default_factory=dict)
     issued_tokens: set[str] = field(default_factory=set)
+    sec_check_down: bool = False  # msgSecCheck answers 503 (an outage)
+    sec_checks: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _Base(tornado.web.RequestHandler):
@@ -97,6 +102,29 @@ class SubscribeSend(_Base):
         self.reply({"errcode": 0, "errmsg": "ok"})
 
 
+class MsgSecCheck(_Base):
+    def post(self) -> None:
+        if self.state.sec_check_down:
+            raise tornado.web.HTTPError(503)
+        if self.get_argument("access_token", "") not in self.state.issued_tokens:
+            return self.reply({"errcode": 40001, "errmsg": "invalid credential"})
+        body = json.loads(self.request.body or b"{}")
+        if body.get("version") != 2 or not body.get("openid"):
+            return self.reply({"errcode": 40003, "errmsg": "invalid openid"})
+        self.state.sec_checks.append(body)
+        content = str(body.get("content", ""))
+        suggest, label = (
+            ("risky", 20001)
+            if "违规" in content
+            else ("review", 21000)
+            if "待审" in content
+            else ("pass", 100)
+        )
+        self.reply(
+            {"errcode": 0, "errmsg": "ok", "result": {"suggest": suggest, "label": label}, "detail": []}
+        )
+
+
 def make_sandbox_app(state: SandboxState) -> tornado.web.Application:
     args = {"state": state}
     return tornado.web.Application(
@@ -104,6 +132,7 @@ def make_sandbox_app(state: SandboxState) -> tornado.web.Application:
             (r"/sns/jscode2session", Code2Session, args),
             (r"/cgi-bin/stable_token", StableToken, args),
             (r"/cgi-bin/message/subscribe/send", SubscribeSend, args),
+            (r"/wxa/msg_sec_check", MsgSecCheck, args),
         ]
     )
 

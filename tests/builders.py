@@ -414,3 +414,53 @@ async def until_a_statement_waits_for_a_lock(deps: Deps) -> None:
                 return
         await asyncio.sleep(0.01)
     raise AssertionError("no statement ever waited for the lock")
+
+
+async def make_open_survey(
+    s: AsyncSession, district: District, schools: list[School], now: datetime
+) -> uuid.UUID:
+    """A published census survey of the standard questionnaire over `schools`, open since yesterday for
+    two weeks, sampling every student of those schools as the roster stands."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from models.learning.rules import school_year_of
+    from models.surveys.schemas import dump
+    from models.surveys.tables import Survey, SurveySample, SurveyStratum
+    from models.surveys.templates import load_template
+
+    template = load_template("parent-satisfaction")
+    survey = Survey(
+        district_id=district.id,
+        title=template.title,
+        intro=template.intro,
+        status="published",
+        school_year=school_year_of(now),
+        opens_at=now - timedelta(days=1),
+        closes_at=now + timedelta(days=14),
+        audience_school_ids=[school.id for school in schools],
+        sampling_method="census",
+        seed=1,
+        template=template.key,
+        template_version=template.version,
+        dimensions=[dump(d) for d in template.dimensions],
+        published_at=now - timedelta(days=1),
+    )
+    s.add(survey)
+    await s.flush()
+    rows = await s.execute(
+        select(Student.id, Student.school_id, Classroom.grade)
+        .join(Classroom, Classroom.id == Student.classroom_id)
+        .where(Student.school_id.in_([school.id for school in schools]))
+    )
+    strata: dict[tuple[uuid.UUID, int], int] = {}
+    for student_id, school_id, grade in rows:
+        s.add(SurveySample(survey_id=survey.id, student_id=student_id, school_id=school_id, grade=grade))
+        strata[(school_id, grade)] = strata.get((school_id, grade), 0) + 1
+    s.add_all(
+        SurveyStratum(survey_id=survey.id, school_id=school, grade=grade, population=n, sampled=n)
+        for (school, grade), n in strata.items()
+    )
+    await s.flush()
+    return survey.id

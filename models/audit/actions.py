@@ -25,6 +25,12 @@ class AuditAction(StrEnum):
     evening_class_scheduled = "evening_class_scheduled"
     evening_roster_read = "evening_roster_read"  # which families signed up for a class
     attendance_marked = "attendance_marked"
+    survey_created = "survey_created"
+    survey_changed = "survey_changed"
+    survey_published = "survey_published"  # the sample is drawn from the roster
+    survey_closed = "survey_closed"
+    survey_exported = "survey_exported"  # the evaluators' workbook
+    survey_text_moderated = "survey_text_moderated"  # a held free-text answer released or rejected
 
     @property
     def label(self) -> str:
@@ -50,4 +56,10 @@ LABELS = {
     AuditAction.evening_class_scheduled: "开设家长夜校",
     AuditAction.evening_roster_read: "查看夜校报名名单",
     AuditAction.attendance_marked: "登记出席",
+    AuditAction.survey_created: "新建满意度调查",
+    AuditAction.survey_changed: "修改满意度调查",
+    AuditAction.survey_published: "发布满意度调查（抽样）",
+    AuditAction.survey_closed: "结束满意度调查",
+    AuditAction.survey_exported: "导出满意度调查结果",
+    AuditAction.survey_text_moderated: "审核调查意见建议",
 }

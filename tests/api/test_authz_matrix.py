@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from handlers.base import ApiHandler
@@ -35,6 +35,8 @@ from models.accounts.tables import Classroom, District, School, Student, Teacher
 from models.evening_classes.rules import checkin_token
 from models.evening_classes.tables import EveningClass, Signup
 from models.learning.tables import Certificate
+from models.surveys.service import discard_sample
+from models.surveys.tables import Survey, SurveyParticipation, SurveyResponse
 from server.app import API, ROUTES
 from tests.builders import (
     World,
@@ -43,6 +45,7 @@ from tests.builders import (
     make_course,
     make_evening_class,
     make_guardian,
+    make_open_survey,
     make_student,
     make_teacher,
     make_wechat_user,
@@ -75,6 +78,8 @@ class Route:
             return None
         if "{certificate_id}" in self.path:
             return "certificate"
+        if "{survey_id}" in self.path:
+            return "survey"
         if "{class_id}" in self.path:
             return "evening_class"
         if "/lessons/{course_id}" in self.path:
@@ -200,6 +205,16 @@ async def make_ctx(deps: Deps) -> Ctx:
             await s.flush()
             ctx.scoped["certificate"].append(cert)
             ctx.owned_by_actor[cert.id] = actor
+        # Surveys of school A (district A) and of school C (the other district), open, every student
+        # sampled: a school admin reaches a survey whose audience holds their school, a parent one whose
+        # sample holds their child.
+        ctx.scoped["survey"] = []
+        for district, school in ((world.district, world.school_a), (world.other_district, world.school_c)):
+            survey = await s.get(
+                Survey, await make_open_survey(s, district, [school], deps.clock()), populate_existing=True
+            )
+            ctx.scoped["survey"].append(survey)
+            ctx.owned_by_school[survey.id] = school.id
     return ctx
 
 
@@ -228,6 +243,7 @@ class Call:
     json: dict[str, Any] | None = None
     raw: bytes | None = None
     content_type: str = "application/json"
+    query: str = ""  # appended to the path ("?sheet=schools")
 
     @property
     def body(self) -> bytes | None:
@@ -439,6 +455,75 @@ async def _term_requirement(ctx: Ctx, target: Any) -> Call:
     return Call(ids={"term": "2025-2026-1"}, json={"required": 6})
 
 
+async def _survey_state(ctx: Ctx, survey: Any, status: str) -> None:
+    """Put the target survey in `status`, open now (recipes run one after another on the same survey)."""
+    now = ctx.deps.clock()
+    async with ctx.deps.sessions() as s, s.begin():
+        row = await s.get(Survey, survey.id)
+        assert row is not None
+        row.status = status
+        row.opens_at, row.closes_at = now - timedelta(days=1), now + timedelta(days=14)
+        if status == "draft":
+            await discard_sample(s, survey.id)
+        await s.execute(delete(SurveyParticipation).where(SurveyParticipation.survey_id == survey.id))
+
+
+async def _new_survey(ctx: Ctx, district: District) -> Call:
+    return Call(json={"from_template": "parent-satisfaction"})
+
+
+async def _draft_edit(ctx: Ctx, survey: Any) -> Call:
+    await _survey_state(ctx, survey, "draft")
+    return Call(json={"title": _unique("调查")})
+
+
+async def _publish(ctx: Ctx, survey: Any) -> Call:
+    await _survey_state(ctx, survey, "draft")
+    return Call()
+
+
+async def _close(ctx: Ctx, survey: Any) -> Call:
+    await _survey_state(ctx, survey, "published")
+    return Call()
+
+
+async def _closed_results(ctx: Ctx, survey: Any) -> Call:
+    await _survey_state(ctx, survey, "closed")
+    return Call()
+
+
+async def _held_text(ctx: Ctx, survey: Any) -> Call:
+    """A free-text answer of the target survey held for review (every caller gets a fresh one)."""
+    async with ctx.deps.sessions() as s, s.begin():
+        response = SurveyResponse(
+            survey_id=survey.id,
+            school_id=ctx.owned_by_school[survey.id],
+            grade=3,
+            day=ctx.deps.clock().date(),
+            answers={"overall_suggestion": "待审的意见"},
+            text_status={"overall_suggestion": "held"},
+        )
+        s.add(response)
+        await s.flush()
+    return Call(ids={"text_id": f"{response.id}.overall_suggestion"}, json={"decision": "release"})
+
+
+async def _csv_sheet(ctx: Ctx, survey: Any) -> Call:
+    return Call(query="?sheet=schools")
+
+
+async def _survey_answer(ctx: Ctx, survey: Any) -> Call:
+    """The child of the survey's school in the sample (parent_a's at school A; nobody's at school C)."""
+    await _survey_state(ctx, survey, "published")
+    school = ctx.owned_by_school[survey.id]
+    answers: dict[str, Any] = {}
+    for d in survey.dimensions:
+        for q in d["questions"]:
+            if q["required"]:
+                answers[q["key"]] = q["options"][0]["key"] if q["kind"] == "single" else 4
+    return Call(json={"student_id": str(ctx.students[school].id), "answers": answers})
+
+
 RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/auth/wechat-login", "post"): _wechat_login,
     (f"{API}/auth/password-login", "post"): _password_login,
@@ -495,6 +580,21 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/districts/{{district_id}}/learning/summary.xlsx", "get"): _no_body,
     (f"{API}/districts/{{district_id}}/catalogue/summary", "get"): _no_body,
     (f"{API}/districts/{{district_id}}/catalogue/summary.xlsx", "get"): _no_body,
+    (f"{API}/districts/{{district_id}}/surveys", "post"): _new_survey,
+    (f"{API}/districts/{{district_id}}/surveys", "get"): _no_body,
+    (f"{API}/districts/{{district_id}}/satisfaction", "get"): _no_body,
+    (f"{API}/surveys/{{survey_id}}", "get"): _no_body,
+    (f"{API}/surveys/{{survey_id}}", "patch"): _draft_edit,
+    (f"{API}/surveys/{{survey_id}}/publish", "post"): _publish,
+    (f"{API}/surveys/{{survey_id}}/close", "post"): _close,
+    (f"{API}/surveys/{{survey_id}}/response-rates", "get"): _no_body,
+    (f"{API}/surveys/{{survey_id}}/results", "get"): _closed_results,
+    (f"{API}/surveys/{{survey_id}}/results.xlsx", "get"): _no_body,
+    (f"{API}/surveys/{{survey_id}}/results.csv", "get"): _csv_sheet,
+    (f"{API}/surveys/{{survey_id}}/responses", "post"): _survey_answer,
+    (f"{API}/surveys/{{survey_id}}/texts", "get"): _no_body,
+    (f"{API}/surveys/{{survey_id}}/texts/{{text_id}}", "put"): _held_text,
+    (f"{API}/me/surveys", "get"): _no_body,
 }
 
 
@@ -504,7 +604,7 @@ async def build_call(ctx: Ctx, route: Route, target: School | District | None) -
     if route.scope is not None:
         assert target is not None
         ids[route.scope_param] = target.id
-    return route.path.format(**{k: str(v) for k, v in ids.items()}), call
+    return route.path.format(**{k: str(v) for k, v in ids.items()}) + call.query, call
 
 
 async def send(
@@ -593,7 +693,7 @@ async def _ids_naming_nothing(api: Api, ctx: Ctx, route: Route) -> list[str]:
     failures = []
     for ids in variants:
         _, call = await build_call(ctx, route, target)
-        response = await send(api, route, route.path.format(**ids), call, ctx.world.token(actor))
+        response = await send(api, route, route.path.format(**ids) + call.query, call, ctx.world.token(actor))
         if response.status != 404:
             changed = {k: v for k, v in ids.items() if own[k] != v}
             failures.append(
