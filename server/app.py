@@ -14,6 +14,7 @@ from handlers import (
     bindings,
     courses,
     evening_classes,
+    home_visits,
     learning,
     notifications,
     organisation,
@@ -85,6 +86,11 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
         f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/requirement",
         evening_classes.TermRequirementHandler,
     ),
+    (f"{API}/me/home-visits/todo", home_visits.MyTodoHandler),
+    (f"{API}/home-visits", home_visits.HomeVisitsHandler),
+    (f"{API}/home-visits/{{visit_id}}", home_visits.HomeVisitHandler),
+    (f"{API}/students/{{student_id}}/home-visits", home_visits.StudentHomeVisitsHandler),
+    (f"{API}/schools/{{school_id}}/home-visit-assignments", home_visits.VisitAssignmentsHandler),
 ]
 
 UNDOCUMENTED: list[tuple[str, type[ApiHandler]]] = [

@@ -25,6 +25,11 @@ class AuditAction(StrEnum):
     evening_class_scheduled = "evening_class_scheduled"
     evening_roster_read = "evening_roster_read"  # which families signed up for a class
     attendance_marked = "attendance_marked"
+    home_visit_created = "home_visit_created"
+    home_visit_read = "home_visit_read"  # subject.fields names the sensitive fields the answer carried
+    home_visit_updated = "home_visit_updated"
+    student_home_visits_read = "student_home_visits_read"
+    home_visits_assigned = "home_visits_assigned"
 
     @property
     def label(self) -> str:
@@ -50,4 +55,9 @@ LABELS = {
     AuditAction.evening_class_scheduled: "开设家长夜校",
     AuditAction.evening_roster_read: "查看夜校报名名单",
     AuditAction.attendance_marked: "登记出席",
+    AuditAction.home_visit_created: "新建家访记录",
+    AuditAction.home_visit_read: "查看家访记录",
+    AuditAction.home_visit_updated: "修改家访记录",
+    AuditAction.student_home_visits_read: "查看学生的家访记录",
+    AuditAction.home_visits_assigned: "分配家访学生",
 }

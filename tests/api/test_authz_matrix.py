@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from handlers.base import ApiHandler
@@ -34,6 +34,8 @@ from handlers.policy import Operation, Scope
 from models.accounts.tables import Classroom, District, School, Student, Teacher
 from models.evening_classes.rules import checkin_token
 from models.evening_classes.tables import EveningClass, Signup
+from models.home_visits.tables import HomeVisit, HomeVisitStudent, HomeVisitTeacher
+from models.home_visits.visits import etag as visit_etag
 from models.learning.tables import Certificate
 from server.app import API, ROUTES
 from tests.builders import (
@@ -75,6 +77,12 @@ class Route:
             return None
         if "{certificate_id}" in self.path:
             return "certificate"
+        if "{visit_id}" in self.path:
+            return "visit"
+        if self.path.endswith("/students/{student_id}/home-visits"):
+            return "student"
+        if self.path == f"{API}/home-visits":  # the students in the body name the school
+            return "visit_school"
         if "{class_id}" in self.path:
             return "evening_class"
         if "/lessons/{course_id}" in self.path:
@@ -85,7 +93,9 @@ class Route:
 
     @property
     def scope_param(self) -> str:
-        return {"lesson": "course_id", "evening_class": "class_id"}.get(self.scope or "", f"{self.scope}_id")
+        return {"lesson": "course_id", "evening_class": "class_id", "visit_school": "school_id"}.get(
+            self.scope or "", f"{self.scope}_id"
+        )
 
 
 def documented_routes() -> list[Route]:
@@ -188,6 +198,37 @@ async def make_ctx(deps: Deps) -> Ctx:
             ctx.scoped["evening_class"].append(evening)
             ctx.owned_by_school[evening.id] = school.id
         ctx.catalogue_course = catalogue_course
+        # A submitted visit at A and at B, by the school's own teacher, of the school's student.
+        ctx.scoped["visit"], ctx.scoped["student"], ctx.scoped["visit_school"] = [], [], []
+        for school in (world.school_a, world.school_b):
+            student = ctx.students[school.id]
+            teacher_id = await s.scalar(
+                select(Teacher.id).where(Teacher.school_id == school.id, Teacher.user_id.is_not(None))
+            )
+            visit = HomeVisit(
+                school_id=school.id,
+                school_year="2025-2026",
+                status="submitted",
+                visited_at=deps.clock() - timedelta(days=1),
+                mode="home",
+                four_to_home={},
+                draft_three_back=[],
+                created_by=world.actors["teacher_a"].user_id,
+                version=1,
+            )
+            s.add(visit)
+            await s.flush()
+            s.add_all(
+                [
+                    HomeVisitStudent(visit_id=visit.id, student_id=student.id),
+                    HomeVisitTeacher(visit_id=visit.id, teacher_id=teacher_id),
+                ]
+            )
+            ctx.scoped["visit"].append(visit)
+            ctx.scoped["student"].append(student)
+            ctx.scoped["visit_school"].append(school)
+            ctx.owned_by_school[visit.id] = school.id
+            ctx.owned_by_school[student.id] = school.id
         ctx.scoped["certificate"] = []
         for actor in ("parent_a", "parent_b"):
             cert = Certificate(
@@ -228,6 +269,7 @@ class Call:
     json: dict[str, Any] | None = None
     raw: bytes | None = None
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def body(self) -> bytes | None:
@@ -439,6 +481,34 @@ async def _term_requirement(ctx: Ctx, target: Any) -> Call:
     return Call(ids={"term": "2025-2026-1"}, json={"required": 6})
 
 
+async def _new_visit(ctx: Ctx, school: School) -> Call:
+    return Call(
+        json={
+            "student_ids": [str(ctx.students[school.id].id)],
+            "teacher_ids": [str(ctx.unbound_teachers[school.id].id)],
+            "visited_at": (ctx.deps.clock() - timedelta(hours=1)).isoformat(),
+            "mode": "phone",
+        }
+    )
+
+
+async def _edit_visit(ctx: Ctx, visit: Any) -> Call:
+    async with ctx.deps.sessions() as s:
+        current = await s.get(HomeVisit, visit.id)
+        assert current is not None
+        tag = visit_etag(current)
+    return Call(json={"duration_minutes": 30}, headers={"If-Match": tag})
+
+
+async def _visit_assignment(ctx: Ctx, school: School) -> Call:
+    return Call(
+        json={
+            "teacher_id": str(ctx.unbound_teachers[school.id].id),
+            "student_ids": [str(ctx.students[school.id].id)],
+        }
+    )
+
+
 RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/auth/wechat-login", "post"): _wechat_login,
     (f"{API}/auth/password-login", "post"): _password_login,
@@ -489,6 +559,12 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/districts/{{district_id}}/terms/{{term}}/evening-classes/requirement", "put"): _term_requirement,
     (f"{API}/districts/{{district_id}}/learning/summary", "get"): _no_body,
     (f"{API}/districts/{{district_id}}/catalogue/summary", "get"): _no_body,
+    (f"{API}/me/home-visits/todo", "get"): _no_body,
+    (f"{API}/home-visits", "post"): _new_visit,
+    (f"{API}/home-visits/{{visit_id}}", "get"): _no_body,
+    (f"{API}/home-visits/{{visit_id}}", "patch"): _edit_visit,
+    (f"{API}/students/{{student_id}}/home-visits", "get"): _no_body,
+    (f"{API}/schools/{{school_id}}/home-visit-assignments", "post"): _visit_assignment,
 }
 
 
@@ -504,7 +580,7 @@ async def build_call(ctx: Ctx, route: Route, target: School | District | None) -
 async def send(
     api: Api, route: Route, path: str, call: Call, token: str | None, headers: dict[str, str] | None = None
 ) -> Response:
-    all_headers = dict(headers or {})
+    all_headers = call.headers | dict(headers or {})
     body = call.body
     if body is not None:
         all_headers.setdefault("Content-Type", call.content_type)
@@ -578,6 +654,8 @@ async def _ids_naming_nothing(api: Api, ctx: Ctx, route: Route) -> list[str]:
     own = {k: str(v) for k, v in call.ids.items()} | {route.scope_param: str(getattr(target, "id", ""))}
     variants: list[dict[str, str]] = []
     for name in own:
+        if f"{{{name}}}" not in route.path:  # an id the body carries, not the path (a new visit's school)
+            continue
         variants += [own | {name: str(uuid.uuid4())}, own | {name: "not-a-uuid"}]
     _, foreign = await build_call(ctx, route, outsider)
     for name, value in foreign.ids.items():

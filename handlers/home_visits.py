@@ -1,0 +1,189 @@
+"""Home visits (家访): a teacher's list of visits to make, logging a visit, reading and editing it under
+its ETag, a child's visit history, and a school admin's assignments. Each answer carries the sensitive
+part only for those rules.may_read_sensitive names, and its audit event says whether it did."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from handlers.base import ApiHandler
+from handlers.policy import Operation, Scope
+from models.accounts.rules import PARENTS, Role
+from models.audit.actions import AuditAction
+from models.home_visits import todo as todo_service
+from models.home_visits import visits
+from models.home_visits.schemas import (
+    AssignmentIn,
+    AssignmentOut,
+    HomeVisitIn,
+    HomeVisitOut,
+    HomeVisitPage,
+    HomeVisitPatch,
+    HomeVisitSensitiveOut,
+    TodoOut,
+    TodoQuery,
+)
+from models.pagination import PageQuery
+
+TEACHERS = frozenset({Role.teacher})
+VISIT_EDITORS = frozenset({Role.teacher, Role.school_admin})
+VISIT_READERS = VISIT_EDITORS | PARENTS
+SCHOOL_ADMINS = frozenset({Role.school_admin})
+
+
+def _fields(outs: list[HomeVisitOut]) -> str:
+    """The sensitive fields an answer carries, for its audit event ('' when none)."""
+    return (
+        ",".join(visits.SENSITIVE_FIELDS) if any(isinstance(o, HomeVisitSensitiveOut) for o in outs) else ""
+    )
+
+
+class MyTodoHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "我这学年要家访的学生（我任班主任的班级，加上学校分配给我的），未访的在前，附最近一次家访的日期和方式",
+            roles=TEACHERS,
+            query=TodoQuery,
+            response=TodoOut,
+            errors=(401, 403, 422),
+        )
+    }
+
+    async def get(self) -> None:
+        query = self.query(TodoQuery)
+        year = todo_service.school_year(query.school_year, self.deps.clock())
+        async with self.transaction() as session:
+            out = await todo_service.todo(session, self.me, year)
+        self.send(out)
+
+
+class HomeVisitsHandler(ApiHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "记一次家访（一屏完成）：只有 student_ids、visited_at 和 mode 必填；status=draft 存为草稿；"
+            "每条三带回事项成为一条跟进",
+            roles=VISIT_EDITORS,
+            scope=Scope.record,
+            body=HomeVisitIn,
+            response=HomeVisitSensitiveOut,
+            status=201,
+            idempotent=True,
+            audit=AuditAction.home_visit_created,
+            etag=True,
+            errors=(401, 403, 404, 422),
+        )
+    }
+
+    async def post(self) -> None:
+        data = self.body(HomeVisitIn)
+        async with self.transaction() as session:
+            visit = await visits.create_visit(session, self.me, data, self.deps.cipher, self.deps.clock())
+            seen = await visits.get_visit(session, self.me, visit.id)
+            [out] = await visits.describe(session, self.deps.cipher, [seen])
+            self.audit_about(visit.school_id, visit_id=str(visit.id), fields=_fields([out]))
+        self.set_header("ETag", visits.etag(visit))
+        self.set_header("Location", f"/api/v1/home-visits/{visit.id}")
+        self.send(out, status=201)
+
+
+class HomeVisitHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "一次家访的记录（带 ETag）。private_note 与 circumstances 只给家访老师、"
+            "孩子现在的班主任和学校管理员；家长只看到自己孩子的、已提交的记录中不敏感的部分",
+            roles=VISIT_READERS,
+            scope=Scope.record,
+            response=HomeVisitSensitiveOut,
+            audit=AuditAction.home_visit_read,
+            etag=True,
+            errors=(401, 403, 404),
+        ),
+        "patch": Operation(
+            "修改家访记录（家访老师或学校管理员）：须带 If-Match（上次读到的 ETag）；"
+            "他人已修改 → 412，未带 → 428",
+            roles=VISIT_EDITORS,
+            scope=Scope.record,
+            body=HomeVisitPatch,
+            response=HomeVisitSensitiveOut,
+            audit=AuditAction.home_visit_updated,
+            etag=True,
+            errors=(401, 403, 404, 409, 412, 422, 428),
+        ),
+    }
+
+    async def get(self, visit_id: str) -> None:
+        async with self.transaction() as session:
+            seen = await visits.get_visit(session, self.me, self.path_uuid(visit_id))
+            [out] = await visits.describe(session, self.deps.cipher, [seen])
+            self.audit_about(seen.visit.school_id, fields=_fields([out]))
+        self.set_header("ETag", visits.etag(seen.visit))
+        self.set_header("Cache-Control", "private, no-store")
+        self.send(out)
+
+    async def patch(self, visit_id: str) -> None:
+        patch = self.body(HomeVisitPatch)
+        async with self.transaction() as session:
+            seen = await visits.update_visit(
+                session,
+                self.me,
+                self.path_uuid(visit_id),
+                self.request.headers.get("If-Match"),
+                patch,
+                self.deps.cipher,
+                self.deps.clock(),
+            )
+            [out] = await visits.describe(session, self.deps.cipher, [seen])
+            changed = sorted(patch.model_fields_set & set(visits.SENSITIVE_FIELDS))
+            self.audit_about(seen.visit.school_id, fields=_fields([out]), changed=",".join(changed))
+        self.set_header("ETag", visits.etag(seen.visit))
+        self.send(out)
+
+
+class StudentHomeVisitsHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "一个孩子的家访记录（按时间先后）：本校老师和管理员，以及孩子的家长（只看不敏感的部分）",
+            roles=VISIT_READERS,
+            scope=Scope.record,
+            query=PageQuery,
+            response=HomeVisitPage,
+            audit=AuditAction.student_home_visits_read,
+            errors=(401, 403, 404, 422),
+        )
+    }
+
+    async def get(self, student_id: str) -> None:
+        page = self.query(PageQuery)
+        async with self.transaction() as session:
+            seen, cursor = await visits.student_visits(session, self.me, self.path_uuid(student_id), page)
+            outs = await visits.describe(session, self.deps.cipher, seen)
+            sensitive = [str(o.id) for o in outs if isinstance(o, HomeVisitSensitiveOut)]
+            self.audit_about(
+                seen[0].visit.school_id if seen else None,
+                fields=_fields(outs),
+                visit_ids=",".join(sensitive),
+            )
+        self.set_header("Cache-Control", "private, no-store")
+        self.send(HomeVisitPage(items=outs, next_cursor=cursor))
+
+
+class VisitAssignmentsHandler(ApiHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "学校管理员请一位老师家访几位学生（不是其班主任的班级），计入该老师本学年的家访名单",
+            roles=SCHOOL_ADMINS,
+            scope=Scope.school,
+            body=AssignmentIn,
+            response=AssignmentOut,
+            audit=AuditAction.home_visits_assigned,
+            errors=(401, 403, 404, 422),
+        )
+    }
+
+    async def post(self, school_id: str) -> None:
+        data = self.body(AssignmentIn)
+        year = todo_service.school_year(data.school_year, self.deps.clock())
+        async with self.school_scope(school_id) as (session, school):
+            out = await todo_service.assign(session, school, data, year)
+            self.audit_about(teacher_id=str(data.teacher_id))
+        self.send(out)
