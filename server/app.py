@@ -14,6 +14,7 @@ from handlers import (
     bindings,
     courses,
     evening_classes,
+    followups,
     home_visits,
     learning,
     notifications,
@@ -91,6 +92,13 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{API}/home-visits/{{visit_id}}", home_visits.HomeVisitHandler),
     (f"{API}/students/{{student_id}}/home-visits", home_visits.StudentHomeVisitsHandler),
     (f"{API}/schools/{{school_id}}/home-visit-assignments", home_visits.VisitAssignmentsHandler),
+    (f"{API}/schools/{{school_id}}/followups", followups.SchoolFollowupsHandler),
+    (f"{API}/me/followups", followups.MyFollowupsHandler),
+    (f"{API}/followups/{{followup_id}}/answer", followups.FollowupAnswerHandler),
+    (f"{API}/followups/{{followup_id}}/assign", followups.FollowupAssignHandler),
+    (f"{API}/followups/{{followup_id}}/escalate", followups.FollowupEscalateHandler),
+    (f"{API}/followups/{{followup_id}}/confirm", followups.FollowupConfirmHandler),
+    (f"{API}/followups/{{followup_id}}/reopen", followups.FollowupReopenHandler),
 ]
 
 UNDOCUMENTED: list[tuple[str, type[ApiHandler]]] = [

@@ -30,6 +30,10 @@ class AuditAction(StrEnum):
     home_visit_updated = "home_visit_updated"
     student_home_visits_read = "student_home_visits_read"
     home_visits_assigned = "home_visits_assigned"
+    followup_raised = "followup_raised"
+    followup_answered = "followup_answered"
+    followup_assigned = "followup_assigned"
+    followup_escalated = "followup_escalated"
 
     @property
     def label(self) -> str:
@@ -60,4 +64,8 @@ LABELS = {
     AuditAction.home_visit_updated: "修改家访记录",
     AuditAction.student_home_visits_read: "查看学生的家访记录",
     AuditAction.home_visits_assigned: "分配家访学生",
+    AuditAction.followup_raised: "登记家长反馈事项",
+    AuditAction.followup_answered: "答复跟进事项",
+    AuditAction.followup_assigned: "转交跟进事项",
+    AuditAction.followup_escalated: "上报跟进事项",
 }

@@ -8,7 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -100,7 +100,7 @@ def _followups(
     now: datetime,
 ) -> list[Followup]:
     made = []
-    for item in items:
+    for n, item in enumerate(items):
         kind, text = (
             (item.kind, item.text) if isinstance(item, ThreeBackIn) else (Kind(item["kind"]), item["text"])
         )
@@ -120,7 +120,7 @@ def _followups(
                 raised_by=actor,
                 reopen_count=0,
                 version=1,
-                created_at=now,
+                created_at=now + timedelta(microseconds=n),  # keeps the items in the order given
             )
         )
     return made

@@ -34,7 +34,7 @@ from handlers.policy import Operation, Scope
 from models.accounts.tables import Classroom, District, School, Student, Teacher
 from models.evening_classes.rules import checkin_token
 from models.evening_classes.tables import EveningClass, Signup
-from models.home_visits.tables import HomeVisit, HomeVisitStudent, HomeVisitTeacher
+from models.home_visits.tables import Followup, HomeVisit, HomeVisitStudent, HomeVisitTeacher
 from models.home_visits.visits import etag as visit_etag
 from models.learning.tables import Certificate
 from server.app import API, ROUTES
@@ -79,6 +79,10 @@ class Route:
             return "certificate"
         if "{visit_id}" in self.path:
             return "visit"
+        if "{followup_id}" in self.path:
+            return "followup"
+        if self.path == f"{API}/me/followups" and self.verb == "post":  # the child in the body
+            return "child"
         if self.path.endswith("/students/{student_id}/home-visits"):
             return "student"
         if self.path == f"{API}/home-visits":  # the students in the body name the school
@@ -229,6 +233,26 @@ async def make_ctx(deps: Deps) -> Ctx:
             ctx.scoped["visit_school"].append(school)
             ctx.owned_by_school[visit.id] = school.id
             ctx.owned_by_school[student.id] = school.id
+            # An item escalated to the district, owned by the school's teacher.
+            followup = Followup(
+                school_id=school.id,
+                school_year="2025-2026",
+                student_id=student.id,
+                source="mailbox",
+                kind="demand",
+                text="希望增加课后托管",
+                state="open",
+                owner_teacher_id=teacher_id,
+                escalated_at=deps.clock(),
+                due_at=deps.clock() + timedelta(days=7),
+                reopen_count=0,
+                version=1,
+            )
+            s.add(followup)
+            await s.flush()
+            ctx.scoped.setdefault("followup", []).append(followup)
+            ctx.scoped.setdefault("child", []).append(student)
+            ctx.owned_by_school[followup.id] = school.id
         ctx.scoped["certificate"] = []
         for actor in ("parent_a", "parent_b"):
             cert = Certificate(
@@ -509,6 +533,42 @@ async def _visit_assignment(ctx: Ctx, school: School) -> Call:
     )
 
 
+def _followup_in(state: str, body: dict[str, Any]) -> Recipe:
+    """Puts the target follow-up back in `state` (with its school's teacher as owner), so each call finds
+    the step allowed."""
+
+    async def recipe(ctx: Ctx, followup: Any) -> Call:
+        async with ctx.deps.sessions() as s, s.begin():
+            await s.execute(
+                update(Followup)
+                .where(Followup.id == followup.id)
+                .values(
+                    state=state,
+                    owner_teacher_id=followup.owner_teacher_id,
+                    answered_at=ctx.deps.clock() if state == "answered" else None,
+                    closed_at=None,
+                )
+            )
+        return Call(json=body)
+
+    return recipe
+
+
+async def _staff_raise(ctx: Ctx, school: School) -> Call:
+    return Call(
+        json={
+            "student_id": str(ctx.students[school.id].id),
+            "source": "hotline",
+            "kind": "demand",
+            "text": "校车",
+        }
+    )
+
+
+async def _mailbox(ctx: Ctx, student: Any) -> Call:
+    return Call(json={"student_id": str(student.id), "kind": "suggestion", "text": "建议开设心理讲座"})
+
+
 RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/auth/wechat-login", "post"): _wechat_login,
     (f"{API}/auth/password-login", "post"): _password_login,
@@ -565,6 +625,15 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/home-visits/{{visit_id}}", "patch"): _edit_visit,
     (f"{API}/students/{{student_id}}/home-visits", "get"): _no_body,
     (f"{API}/schools/{{school_id}}/home-visit-assignments", "post"): _visit_assignment,
+    (f"{API}/schools/{{school_id}}/followups", "get"): _no_body,
+    (f"{API}/schools/{{school_id}}/followups", "post"): _staff_raise,
+    (f"{API}/me/followups", "get"): _no_body,
+    (f"{API}/me/followups", "post"): _mailbox,
+    (f"{API}/followups/{{followup_id}}/answer", "post"): _followup_in("open", {"answer": "已安排"}),
+    (f"{API}/followups/{{followup_id}}/assign", "post"): _followup_in("open", {}),
+    (f"{API}/followups/{{followup_id}}/escalate", "post"): _followup_in("open", {"reason": "涉及区里政策"}),
+    (f"{API}/followups/{{followup_id}}/confirm", "post"): _followup_in("answered", {"rating": 5}),
+    (f"{API}/followups/{{followup_id}}/reopen", "post"): _followup_in("answered", {"reason": "不满意"}),
 }
 
 
