@@ -8,21 +8,25 @@ from typing import ClassVar
 
 from handlers.base import ApiHandler
 from handlers.policy import Operation, Scope
-from models.accounts.rules import PARENTS, Role
+from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, PARENTS, Role
 from models.audit.actions import AuditAction
+from models.home_visits import statistics, visits
 from models.home_visits import todo as todo_service
-from models.home_visits import visits
 from models.home_visits.schemas import (
     AssignmentIn,
     AssignmentOut,
+    DistrictSummary,
     HomeVisitIn,
     HomeVisitOut,
     HomeVisitPage,
     HomeVisitPatch,
     HomeVisitSensitiveOut,
+    SchoolSummary,
+    SummaryQuery,
     TodoOut,
     TodoQuery,
 )
+from models.home_visits.statistics import Period
 from models.pagination import PageQuery
 
 TEACHERS = frozenset({Role.teacher})
@@ -186,4 +190,48 @@ class VisitAssignmentsHandler(ApiHandler):
         async with self.school_scope(school_id) as (session, school):
             out = await todo_service.assign(session, school, data, year)
             self.audit_about(teacher_id=str(data.teacher_id))
+        self.send(out)
+
+
+class SchoolVisitSummaryHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "本校家访统计：每个班的学生数、至少家访一次的学生数、覆盖率、各方式家访次数；跟进事项按状态、关闭率、"
+            "答复天数中位数、逾期数、重新打开率、家长平均评分（可按活动期间 from/to）",
+            roles=ADMIN_ROLES,
+            scope=Scope.school,
+            query=SummaryQuery,
+            response=SchoolSummary,
+            errors=(401, 403, 404, 422),
+        )
+    }
+
+    async def get(self, school_id: str) -> None:
+        query = self.query(SummaryQuery)
+        now = self.deps.clock()
+        period = Period.of(todo_service.school_year(query.school_year, now), query.from_, query.to)
+        async with self.school_scope(school_id) as (session, school):
+            out = await statistics.school_summary(session, school, period, now)
+        self.send(out)
+
+
+class DistrictVisitSummaryHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "全区家访统计：每校一行（覆盖率最低的在前）及全区合计；困境儿童只给合计，少于 5 不显示",
+            roles=DISTRICT_ADMINS,
+            scope=Scope.district,
+            query=SummaryQuery,
+            response=DistrictSummary,
+            audit=AuditAction.home_visit_summary_read,
+            errors=(401, 403, 404, 422),
+        )
+    }
+
+    async def get(self, district_id: str) -> None:
+        query = self.query(SummaryQuery)
+        now = self.deps.clock()
+        period = Period.of(todo_service.school_year(query.school_year, now), query.from_, query.to)
+        async with self.district_scope(district_id) as (session, district):
+            out = await statistics.district_summary(session, district, period, self.deps.cipher, now)
         self.send(out)

@@ -92,6 +92,8 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{API}/home-visits/{{visit_id}}", home_visits.HomeVisitHandler),
     (f"{API}/students/{{student_id}}/home-visits", home_visits.StudentHomeVisitsHandler),
     (f"{API}/schools/{{school_id}}/home-visit-assignments", home_visits.VisitAssignmentsHandler),
+    (f"{API}/schools/{{school_id}}/home-visits/summary", home_visits.SchoolVisitSummaryHandler),
+    (f"{API}/districts/{{district_id}}/home-visits/summary", home_visits.DistrictVisitSummaryHandler),
     (f"{API}/schools/{{school_id}}/followups", followups.SchoolFollowupsHandler),
     (f"{API}/me/followups", followups.MyFollowupsHandler),
     (f"{API}/followups/{{followup_id}}/answer", followups.FollowupAnswerHandler),

@@ -34,6 +34,7 @@ class AuditAction(StrEnum):
     followup_answered = "followup_answered"
     followup_assigned = "followup_assigned"
     followup_escalated = "followup_escalated"
+    home_visit_summary_read = "home_visit_summary_read"  # a district's figures open circumstances to count
 
     @property
     def label(self) -> str:
@@ -68,4 +69,5 @@ LABELS = {
     AuditAction.followup_answered: "答复跟进事项",
     AuditAction.followup_assigned: "转交跟进事项",
     AuditAction.followup_escalated: "上报跟进事项",
+    AuditAction.home_visit_summary_read: "查看区级家访统计",
 }
