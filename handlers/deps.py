@@ -106,7 +106,11 @@ class Deps:
             redis=self.redis,
             keys=self.keys,
         )
-        self.templates = Templates(s.wechat_template_class_reminder, s.wechat_template_waitlist_promoted)
+        self.templates = Templates(
+            s.wechat_template_class_reminder,
+            s.wechat_template_waitlist_promoted,
+            s.wechat_template_followup_answered,
+        )
         self.signer = TokenSigner(s.jwt_secret.get_secret_value(), s.jwt_issuer, s.access_token_ttl)
         self.cipher = FieldCipher(s.field_encryption_key.get_secret_value())
         self.db_gate = DatabaseGate(self.engine.pool.size())  # type: ignore[attr-defined]

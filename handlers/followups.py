@@ -120,7 +120,13 @@ class FollowupAnswerHandler(ApiHandler):
         data = self.body(AnswerIn)
         async with self.transaction() as session:
             out = await followups.act(
-                session, self.me, self.path_uuid(followup_id), "answer", self.deps.clock(), answer=data.answer
+                session,
+                self.me,
+                self.path_uuid(followup_id),
+                "answer",
+                self.deps.clock(),
+                answer=data.answer,
+                templates=self.deps.templates,
             )
             self.audit_about(out.school_id)
         self.send(out)

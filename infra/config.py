@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     # Subscription-message templates chosen in the mini-program's admin console.
     wechat_template_class_reminder: str = "class-reminder"
     wechat_template_waitlist_promoted: str = "waitlist-promoted"
+    wechat_template_followup_answered: str = "followup-answered"
 
     # Only behind a proxy that overwrites X-Forwarded-For / X-Real-IP: otherwise clients could pick the
     # address that login rate limits count against.

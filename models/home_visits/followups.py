@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from infra.errors import Forbidden, ValidationFailed
 from models.accounts.principal import Principal
 from models.accounts.rules import Role
-from models.accounts.tables import Classroom, School, Student, Teacher
+from models.accounts.tables import Classroom, Guardianship, School, Student, Teacher
 from models.home_visits import rules
 from models.home_visits.access import standing
 from models.home_visits.errors import FollowupNotFound, IllegalTransition, StudentNotFound, invalid
@@ -22,6 +22,8 @@ from models.home_visits.rules import State
 from models.home_visits.schemas import FollowupOut, FollowupQuery, FollowupStep, RaiseIn, StaffRaiseIn
 from models.home_visits.tables import Followup, FollowupEvent
 from models.learning.rules import school_year_of
+from models.notifications import service as notifications
+from models.notifications.allowance import Templates
 
 
 async def close_unconfirmed(session: AsyncSession, now: datetime, school_id: uuid.UUID | None = None) -> int:
@@ -249,6 +251,7 @@ async def act(
     teacher_id: uuid.UUID | None = None,
     reason: str | None = None,
     rating: int | None = None,
+    templates: Templates | None = None,
 ) -> FollowupOut:
     """One step of the loop by the staff who work on the item (answer, assign, escalate) or the child's
     parent (confirm, reopen). Outside the caller's reach: 404; a step its state does not allow: 409."""
@@ -294,14 +297,50 @@ async def act(
         detail["reason"] = reason
     f.state = target
     f.version += 1
-    session.add(
-        FollowupEvent(
-            followup_id=f.id, at=now, actor_user_id=principal.id, action=action, state=target, detail=detail
-        )
+    step = FollowupEvent(
+        id=uuid.uuid4(),
+        followup_id=f.id,
+        at=now,
+        actor_user_id=principal.id,
+        action=action,
+        state=target,
+        detail=detail,
     )
+    session.add(step)
     await session.flush()
+    if action == "answer" and templates is not None:
+        await _tell_guardians(session, f, step, templates)
     [out] = await _out(session, [f], now, history=True)
     return out
+
+
+async def _tell_guardians(
+    session: AsyncSession, f: Followup, step: FollowupEvent, templates: Templates
+) -> None:
+    """The child's guardians hear that what they raised has its answer (through the outbox, within their
+    subscription allowance). One message per answer: a second answer after a reopen is news too."""
+    guardians = list(
+        (
+            await session.execute(
+                select(Guardianship.parent_user_id).where(Guardianship.student_id == f.student_id)
+            )
+        ).scalars()
+    )
+    await notifications.enqueue(
+        session,
+        [
+            notifications.Job(
+                kind="followup_answered",
+                user_id=parent,
+                subject_id=step.id,
+                due_at=step.at,
+                template_id=templates.followup_answered,
+                page=f"pages/followups/detail?id={f.id}",
+                data={"thing1": f.text[:20], "thing2": (f.answer or "")[:20], "phrase3": "已答复"},
+            )
+            for parent in guardians
+        ],
+    )
 
 
 _VERBS = {

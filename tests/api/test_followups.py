@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from handlers.deps import Deps
 from models.home_visits.tables import Followup, FollowupEvent
+from models.notifications.tables import NotificationJob
 from server.app import API
 from tests.builders import FakeClock, World, make_world
 from tests.client import Api
@@ -54,6 +55,15 @@ async def test_an_item_goes_round_the_loop_and_the_parent_sees_the_answer(api: A
     assert answered.status == 200, answered.body
     assert answered.json()["state"] == "answered"
 
+    async with deps.sessions() as s:
+        [job] = (await s.execute(select(NotificationJob))).scalars()
+    assert (job.kind, job.user_id, job.template_id) == (
+        "followup_answered",
+        w.actors["parent_a"].user_id,
+        deps.settings.wechat_template_followup_answered,
+    )
+    assert job.data["thing1"] == "希望增加课后托管" and job.data["thing2"] == "下学期起开设托管班"
+
     mine = (await api.get(f"{API}/me/followups", token=w.token("parent_a"))).json()["items"]
     assert {i["text"]: i["answer"] for i in mine}["希望增加课后托管"] == "下学期起开设托管班"
     assert (await api.get(f"{API}/me/followups", token=w.token("parent_b"))).json()["items"] == []
@@ -68,6 +78,8 @@ async def test_an_item_goes_round_the_loop_and_the_parent_sees_the_answer(api: A
     assert bad_rating.status == 422
     closed = await api.post(f"{API}/followups/{fid}/confirm", {"rating": 4}, token=w.token("parent_a"))
     assert closed.status == 200 and closed.json()["state"] == "closed" and closed.json()["rating"] == 4
+    async with deps.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(NotificationJob)) == 2  # each answer told
     assert [s["action"] for s in closed.json()["history"]] == [
         "raise",
         "answer",
