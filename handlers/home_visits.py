@@ -9,6 +9,7 @@ from typing import ClassVar
 from handlers.base import ApiHandler
 from handlers.policy import Operation, Scope
 from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, PARENTS, Role
+from models.audit import service as audit
 from models.audit.actions import AuditAction
 from models.home_visits import statistics, visits
 from models.home_visits import todo as todo_service
@@ -235,3 +236,22 @@ class DistrictVisitSummaryHandler(ApiHandler):
         async with self.district_scope(district_id) as (session, district):
             out = await statistics.district_summary(session, district, period, self.deps.cipher, now)
         self.send(out)
+
+
+class SchoolAuditLogHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "本校审计日志（谁在何时查看或修改了哪条记录、哪些敏感字段），按时间先后；可按 since、actor 筛选",
+            roles=SCHOOL_ADMINS,
+            scope=Scope.school,
+            query=audit.AuditQuery,
+            response=audit.AuditPage,
+            errors=(401, 403, 404, 422),
+        )
+    }
+
+    async def get(self, school_id: str) -> None:
+        query = self.query(audit.AuditQuery)
+        async with self.school_scope(school_id) as (session, school):
+            items, cursor = await audit.school_events(session, school.id, query)
+        self.send(audit.AuditPage(items=items, next_cursor=cursor))

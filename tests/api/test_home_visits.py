@@ -8,6 +8,7 @@ import subprocess
 import uuid
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import func, select, text
 
@@ -430,3 +431,36 @@ async def test_the_teachers_list_puts_unvisited_students_first(api: Api, deps: D
     )
     assert foreign.status == 404
     assert second.id
+
+
+async def test_a_school_admin_lists_the_schools_audit_log(api: Api, deps: Deps) -> None:
+    w = await make_world(deps)
+    created = await api.post(
+        f"{API}/home-visits", visit_body(w, deps, private_note=NOTE), token=w.token("teacher_a")
+    )
+    visit_id = created.json()["id"]
+    await api.get(f"{API}/home-visits/{visit_id}", token=w.token("teacher_a"))
+    await api.get(f"{API}/home-visits/{visit_id}", token=w.token("school_admin_a"))
+    path = f"{API}/schools/{w.school_a.id}/audit-log"
+    listed = await api.get(path, token=w.token("school_admin_a"))
+    assert listed.status == 200, listed.body
+    items = listed.json()["items"]
+    assert [(i["action"], i["label"]) for i in items] == [
+        ("home_visit_created", "新建家访记录"),
+        ("home_visit_read", "查看家访记录"),
+        ("home_visit_read", "查看家访记录"),
+    ]
+    assert items[1]["subject"] == {"visit_id": visit_id, "fields": "private_note,circumstances"}
+    assert NOTE not in listed.body.decode()
+    by_admin = await api.get(
+        f"{path}?actor={w.actors['school_admin_a'].user_id}", token=w.token("school_admin_a")
+    )
+    assert [i["actor_user_id"] for i in by_admin.json()["items"]] == [str(w.actors["school_admin_a"].user_id)]
+    since = quote((deps.clock() + timedelta(minutes=1)).isoformat())
+    later = await api.get(f"{path}?since={since}", token=w.token("school_admin_a"))
+    assert later.status == 200 and later.json()["items"] == []
+    assert (await api.get(path, token=w.token("teacher_a"))).status == 403
+    assert (
+        await api.get(f"{API}/schools/{w.school_b.id}/audit-log", token=w.token("school_admin_a"))
+    ).status == 404
+    assert (await api.get(f"{path}?since=yesterday", token=w.token("school_admin_a"))).status == 422
