@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     # request runs. A process killed mid-request leaves its claim; a retry is answered 409 until then.
     idempotency_pending_seconds: int = Field(120, gt=0)
 
+    # Children's data (PIPL): visit notes and circumstances are erased after this long (3 years) by
+    # scripts.erase_visit_sensitive.
+    visit_sensitive_retention_days: int = Field(3 * 365, gt=0)
+
     load_demo_data: bool = True
 
     @model_validator(mode="after")

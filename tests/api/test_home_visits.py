@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text
 from handlers.deps import Deps
 from infra.embedded import pg_bin
 from models.audit.tables import AuditEvent
+from models.home_visits.retention import erase_expired_sensitive
 from models.home_visits.tables import Followup, HomeVisit
 from server.app import API
 from tests.builders import (
@@ -464,3 +465,22 @@ async def test_a_school_admin_lists_the_schools_audit_log(api: Api, deps: Deps) 
         await api.get(f"{API}/schools/{w.school_b.id}/audit-log", token=w.token("school_admin_a"))
     ).status == 404
     assert (await api.get(f"{path}?since=yesterday", token=w.token("school_admin_a"))).status == 422
+
+
+async def test_sensitive_fields_of_old_visits_are_erased(api: Api, deps: Deps) -> None:
+    w = await make_world(deps)
+    old = await api.post(
+        f"{API}/home-visits",
+        visit_body(w, deps, private_note=NOTE, visited_at=(deps.clock() - timedelta(days=1100)).isoformat()),
+        token=w.token("teacher_a"),
+    )
+    recent = await api.post(
+        f"{API}/home-visits", visit_body(w, deps, private_note=NOTE), token=w.token("teacher_a")
+    )
+    async with deps.sessions() as s, s.begin():
+        erased = await erase_expired_sensitive(s, deps.clock(), deps.settings.visit_sensitive_retention_days)
+    assert erased == 1
+    gone = (await api.get(f"{API}/home-visits/{old.json()['id']}", token=w.token("teacher_a"))).json()
+    assert gone["private_note"] is None and gone["circumstances"] == []
+    kept = (await api.get(f"{API}/home-visits/{recent.json()['id']}", token=w.token("teacher_a"))).json()
+    assert kept["private_note"] == NOTE
