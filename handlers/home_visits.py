@@ -255,3 +255,29 @@ class SchoolAuditLogHandler(ApiHandler):
         async with self.school_scope(school_id) as (session, school):
             items, cursor = await audit.school_events(session, school.id, query)
         self.send(audit.AuditPage(items=items, next_cursor=cursor))
+
+
+class DistrictVisitSummaryXlsxHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "全区家访汇总表（Excel）：与统计接口同样的数字，每校一行加全区合计",
+            roles=DISTRICT_ADMINS,
+            scope=Scope.district,
+            query=SummaryQuery,
+            media_type=statistics.XLSX,
+            audit=AuditAction.home_visit_summary_read,
+            errors=(401, 403, 404, 422),
+        )
+    }
+
+    async def get(self, district_id: str) -> None:
+        query = self.query(SummaryQuery)
+        now = self.deps.clock()
+        period = Period.of(todo_service.school_year(query.school_year, now), query.from_, query.to)
+        async with self.district_scope(district_id) as (session, district):
+            out = await statistics.district_summary(session, district, period, self.deps.cipher, now)
+        self.set_header("Content-Type", statistics.XLSX)
+        self.set_header(
+            "Content-Disposition", f'attachment; filename="home-visits-{period.school_year}.xlsx"'
+        )
+        self.finish(statistics.district_workbook(out, district.name))

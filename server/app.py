@@ -94,6 +94,10 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{API}/schools/{{school_id}}/home-visit-assignments", home_visits.VisitAssignmentsHandler),
     (f"{API}/schools/{{school_id}}/home-visits/summary", home_visits.SchoolVisitSummaryHandler),
     (f"{API}/districts/{{district_id}}/home-visits/summary", home_visits.DistrictVisitSummaryHandler),
+    (
+        f"{API}/districts/{{district_id}}/home-visits/summary.xlsx",
+        home_visits.DistrictVisitSummaryXlsxHandler,
+    ),
     (f"{API}/schools/{{school_id}}/audit-log", home_visits.SchoolAuditLogHandler),
     (f"{API}/schools/{{school_id}}/followups", followups.SchoolFollowupsHandler),
     (f"{API}/me/followups", followups.MyFollowupsHandler),

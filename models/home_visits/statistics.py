@@ -3,6 +3,7 @@ children in difficult circumstances reaches a district as a total, suppressed be
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import orjson
+from openpyxl import Workbook
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -224,3 +226,51 @@ async def district_summary(
         followups=_figures(followup_rows),
         children_in_difficult_circumstances=rules.suppressed(len(in_difficulty)),
     )
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def district_workbook(summary: DistrictSummary, district_name: str) -> bytes:
+    """The district summary as the 汇总表 a district hands in: one row per school and the total."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "家访汇总"
+    sheet.append([f"{district_name} {summary.school_year} 学年家访汇总"])
+    sheet.append(["学校", "学生数", "已家访学生", "覆盖率", "家访次数", "跟进事项", "关闭率", "逾期"])
+    for r in summary.schools:
+        sheet.append(
+            [
+                r.school_name,
+                r.students,
+                r.visited,
+                r.coverage,
+                r.visits,
+                r.followups,
+                r.closure_rate,
+                r.overdue,
+            ]
+        )
+    f = summary.followups
+    sheet.append(
+        [
+            "全区合计",
+            summary.students,
+            summary.visited,
+            summary.coverage,
+            summary.visits,
+            f.total,
+            f.closure_rate,
+            f.overdue,
+        ]
+    )
+    for row in sheet.iter_rows(min_row=3, min_col=4, max_col=7):
+        for cell in row:
+            if cell.column in (4, 7):
+                cell.number_format = "0.0%"
+    for column, width in zip("ABCDEFGH", (24, 10, 12, 10, 10, 10, 10, 8), strict=True):
+        sheet.column_dimensions[column].width = width
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

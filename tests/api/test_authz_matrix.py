@@ -627,6 +627,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/schools/{{school_id}}/home-visit-assignments", "post"): _visit_assignment,
     (f"{API}/schools/{{school_id}}/home-visits/summary", "get"): _no_body,
     (f"{API}/districts/{{district_id}}/home-visits/summary", "get"): _no_body,
+    (f"{API}/districts/{{district_id}}/home-visits/summary.xlsx", "get"): _no_body,
     (f"{API}/schools/{{school_id}}/audit-log", "get"): _no_body,
     (f"{API}/schools/{{school_id}}/followups", "get"): _no_body,
     (f"{API}/schools/{{school_id}}/followups", "post"): _staff_raise,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from typing import Any
 
+from openpyxl import load_workbook
 from sqlalchemy import select
 
 from handlers.deps import Deps
 from models.accounts.tables import Student
 from models.audit.tables import AuditEvent
+from models.home_visits.statistics import XLSX
 from server.app import API
 from tests.builders import FakeClock, World, make_parents, make_student, make_world
 from tests.client import Api
@@ -133,3 +136,21 @@ async def test_the_district_sees_schools_lowest_coverage_first_and_suppresses_sm
             await s.execute(select(AuditEvent).where(AuditEvent.action == "home_visit_summary_read"))
         ).scalars()
         assert len(list(reads)) == 2
+
+
+async def test_the_district_summary_comes_out_as_excel(api: Api, deps: Deps) -> None:
+    w = await make_world(deps)
+    await visit(api, deps, w, [w.student_a.id], "home", private_note="不得出现")
+    path = f"{API}/districts/{w.district.id}/home-visits/summary.xlsx"
+    answer = await api.get(path, token=w.token("district_admin"))
+    assert answer.status == 200, answer.body
+    assert answer.headers["Content-Type"] == XLSX
+    sheet = load_workbook(io.BytesIO(answer.body)).active
+    assert sheet is not None
+    rows = [list(r) for r in sheet.iter_rows(min_row=2, values_only=True)]
+    assert rows[0][:4] == ["学校", "学生数", "已家访学生", "覆盖率"]
+    assert [r[:4] for r in rows[1:]] == [["乙中学", 1, 0, 0], ["甲小学", 1, 1, 1], ["全区合计", 2, 1, 0.5]]
+    assert "不得出现".encode() not in answer.body
+    assert (await api.get(path, token=w.token("school_admin_a"))).status == 403
+    other = f"{API}/districts/{w.other_district.id}/home-visits/summary.xlsx"
+    assert (await api.get(other, token=w.token("district_admin"))).status == 404
