@@ -18,6 +18,7 @@ from infra.group_commit import GroupCommit
 from infra.local_cache import LocalCache
 from infra.redis import Keys, Pipelined, make_redis
 from infra.security import FieldCipher, TokenSigner
+from infra.storage import FileStore, LocalStore
 from infra.wechat import WechatGateway
 from models.catalog.lessons import LessonDirectory
 from models.evening_classes.schemas import SignupOut
@@ -95,6 +96,7 @@ class Deps:
     progress: ProgressTracker = field(init=False)
     notifications: NotificationWorker = field(init=False)
     signups: GroupCommit[SignupRequest, SignupOut] = field(init=False)
+    files: FileStore = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -120,6 +122,7 @@ class Deps:
             self.pipelined, self.keys, self.sessions, lambda: self.clock(), s.idempotency_pending_seconds
         )
         self.lessons = LessonDirectory(self.sessions)
+        self.files = LocalStore(s.data_dir / "photos")
         self.progress = ProgressTracker(
             self.redis, self.keys, self.sessions, clock=lambda: self.clock().timestamp()
         )

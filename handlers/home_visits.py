@@ -11,7 +11,7 @@ from handlers.policy import Operation, Scope
 from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, PARENTS, Role
 from models.audit import service as audit
 from models.audit.actions import AuditAction
-from models.home_visits import statistics, visits
+from models.home_visits import photos, statistics, visits
 from models.home_visits import todo as todo_service
 from models.home_visits.schemas import (
     AssignmentIn,
@@ -22,6 +22,7 @@ from models.home_visits.schemas import (
     HomeVisitPage,
     HomeVisitPatch,
     HomeVisitSensitiveOut,
+    PhotoOut,
     SchoolSummary,
     SummaryQuery,
     TodoOut,
@@ -281,3 +282,62 @@ class DistrictVisitSummaryXlsxHandler(ApiHandler):
             "Content-Disposition", f'attachment; filename="home-visits-{period.school_year}.xlsx"'
         )
         self.finish(statistics.district_workbook(out, district.name))
+
+
+class VisitPhotosHandler(ApiHandler):
+    openapi: ClassVar = {
+        "post": Operation(
+            "添加一张家访照片（可选；请求体为图片本身，Content-Type 为 image/jpeg 或 image/png；"
+            "每次家访最多 3 张，每张不超过 MAX_PHOTO_BYTES）；照片重新编码，去掉全部元数据（含 GPS）",
+            roles=VISIT_EDITORS,
+            scope=Scope.record,
+            response=PhotoOut,
+            media_type="image/jpeg",
+            status=201,
+            audit=AuditAction.home_visit_photo_added,
+            errors=(401, 403, 404, 409, 413, 415),
+        )
+    }
+
+    @property
+    def body_limit(self) -> int:
+        return self.deps.settings.max_upload_bytes
+
+    async def post(self, visit_id: str) -> None:
+        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        async with self.transaction() as session:
+            photo = await photos.add_photo(
+                session,
+                self.me,
+                self.path_uuid(visit_id),
+                self.request.body,
+                ctype,
+                self.deps.settings.max_photo_bytes,
+                self.deps.files,
+                self.deps.clock(),
+            )
+            self.audit_about(photo_id=str(photo.id))
+        self.send(PhotoOut(id=photo.id, content_type=photo.content_type, size=photo.size), status=201)
+
+
+class VisitPhotoHandler(ApiHandler):
+    openapi: ClassVar = {
+        "get": Operation(
+            "一张家访照片（只给家访老师、孩子现在的班主任和学校管理员）",
+            roles=VISIT_EDITORS,
+            scope=Scope.record,
+            media_type="image/jpeg",
+            audit=AuditAction.home_visit_photo_read,
+            errors=(401, 403, 404),
+        )
+    }
+
+    async def get(self, visit_id: str, photo_id: str) -> None:
+        async with self.transaction() as session:
+            photo, data, school_id = await photos.read_photo(
+                session, self.me, self.path_uuid(visit_id), self.path_uuid(photo_id), self.deps.files
+            )
+            self.audit_about(school_id)
+        self.set_header("Content-Type", photo.content_type)
+        self.set_header("Cache-Control", "private, no-store")
+        self.finish(data)

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # Children's data (PIPL): visit notes and circumstances are erased after this long (3 years) by
     # scripts.erase_visit_sensitive.
     visit_sensitive_retention_days: int = Field(3 * 365, gt=0)
+    # Home-visit photos: each at most this large (before re-encoding), kept under DATA_DIR/photos.
+    max_photo_bytes: int = Field(5 * 1024 * 1024, gt=0)
 
     load_demo_data: bool = True
 

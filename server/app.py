@@ -90,6 +90,8 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (f"{API}/me/home-visits/todo", home_visits.MyTodoHandler),
     (f"{API}/home-visits", home_visits.HomeVisitsHandler),
     (f"{API}/home-visits/{{visit_id}}", home_visits.HomeVisitHandler),
+    (f"{API}/home-visits/{{visit_id}}/photos", home_visits.VisitPhotosHandler),
+    (f"{API}/home-visits/{{visit_id}}/photos/{{photo_id}}", home_visits.VisitPhotoHandler),
     (f"{API}/students/{{student_id}}/home-visits", home_visits.StudentHomeVisitsHandler),
     (f"{API}/schools/{{school_id}}/home-visit-assignments", home_visits.VisitAssignmentsHandler),
     (f"{API}/schools/{{school_id}}/home-visits/summary", home_visits.SchoolVisitSummaryHandler),

@@ -34,6 +34,8 @@ class AuditAction(StrEnum):
     followup_answered = "followup_answered"
     followup_assigned = "followup_assigned"
     followup_escalated = "followup_escalated"
+    home_visit_photo_added = "home_visit_photo_added"
+    home_visit_photo_read = "home_visit_photo_read"
     home_visit_summary_read = "home_visit_summary_read"  # a district's figures open circumstances to count
 
     @property
@@ -69,5 +71,7 @@ LABELS = {
     AuditAction.followup_answered: "答复跟进事项",
     AuditAction.followup_assigned: "转交跟进事项",
     AuditAction.followup_escalated: "上报跟进事项",
+    AuditAction.home_visit_photo_added: "添加家访照片",
+    AuditAction.home_visit_photo_read: "查看家访照片",
     AuditAction.home_visit_summary_read: "查看区级家访统计",
 }

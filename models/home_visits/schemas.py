@@ -107,6 +107,12 @@ class HomeVisitSensitiveOut(HomeVisitOut):
     circumstances: list[Circumstance]
 
 
+class PhotoOut(BaseModel):
+    id: uuid.UUID
+    content_type: str
+    size: int
+
+
 class HomeVisitPage(BaseModel):
     items: list[SerializeAsAny[HomeVisitOut]]
     next_cursor: str | None = None

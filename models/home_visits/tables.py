@@ -130,3 +130,12 @@ class FollowupEvent(UuidPk, Base):
     action: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(24))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class HomeVisitPhoto(UuidPk, Timestamped, Base):
+    """A re-encoded photo of a visit; the bytes live in the file store under the photo's id."""
+
+    __tablename__ = "home_visit_photo"
+    visit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("home_visit.id", ondelete="CASCADE"), index=True)
+    content_type: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int] = mapped_column(Integer)

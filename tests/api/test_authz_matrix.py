@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,7 +26,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from PIL import Image
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from handlers.base import ApiHandler
@@ -34,7 +36,7 @@ from handlers.policy import Operation, Scope
 from models.accounts.tables import Classroom, District, School, Student, Teacher
 from models.evening_classes.rules import checkin_token
 from models.evening_classes.tables import EveningClass, Signup
-from models.home_visits.tables import Followup, HomeVisit, HomeVisitStudent, HomeVisitTeacher
+from models.home_visits.tables import Followup, HomeVisit, HomeVisitPhoto, HomeVisitStudent, HomeVisitTeacher
 from models.home_visits.visits import etag as visit_etag
 from models.learning.tables import Certificate
 from server.app import API, ROUTES
@@ -569,6 +571,29 @@ async def _mailbox(ctx: Ctx, student: Any) -> Call:
     return Call(json={"student_id": str(student.id), "kind": "suggestion", "text": "建议开设心理讲座"})
 
 
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "green").save(out, "PNG")
+    return out.getvalue()
+
+
+async def _new_photo(ctx: Ctx, visit: Any) -> Call:
+    """A photo for the visit (its earlier ones removed, so the limit of 3 is never what answers)."""
+    async with ctx.deps.sessions() as s, s.begin():
+        await s.execute(delete(HomeVisitPhoto).where(HomeVisitPhoto.visit_id == visit.id))
+    return Call(raw=_png(), content_type="image/png")
+
+
+async def _stored_photo(ctx: Ctx, visit: Any) -> Call:
+    data = _png()
+    async with ctx.deps.sessions() as s, s.begin():
+        photo = HomeVisitPhoto(visit_id=visit.id, content_type="image/png", size=len(data))
+        s.add(photo)
+        await s.flush()
+        await ctx.deps.files.put(photo.id.hex, data)
+    return Call(ids={"photo_id": photo.id})
+
+
 RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/auth/wechat-login", "post"): _wechat_login,
     (f"{API}/auth/password-login", "post"): _password_login,
@@ -624,6 +649,8 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/home-visits/{{visit_id}}", "get"): _no_body,
     (f"{API}/home-visits/{{visit_id}}", "patch"): _edit_visit,
     (f"{API}/students/{{student_id}}/home-visits", "get"): _no_body,
+    (f"{API}/home-visits/{{visit_id}}/photos", "post"): _new_photo,
+    (f"{API}/home-visits/{{visit_id}}/photos/{{photo_id}}", "get"): _stored_photo,
     (f"{API}/schools/{{school_id}}/home-visit-assignments", "post"): _visit_assignment,
     (f"{API}/schools/{{school_id}}/home-visits/summary", "get"): _no_body,
     (f"{API}/districts/{{district_id}}/home-visits/summary", "get"): _no_body,
