@@ -106,6 +106,8 @@ class ApiHandler(tornado.web.RequestHandler):
     _sent: tuple[int, bytes] | None = None
     _claim: Claim | None = None  # an idempotent request holding its key
     _audit_scope: tuple[School | None, District | None] = (None, None)
+    _audit_school_id: uuid.UUID | None = None
+    _audit_details: dict[str, str] | None = None
     _audited: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -344,9 +346,9 @@ class ApiHandler(tornado.web.RequestHandler):
         entry = audit.AuditEntry(
             action=action,
             actor_user_id=uuid.UUID(self.recorded_user_id) if self.recorded_user_id else None,
-            subject={k: v for k, v in self.path_kwargs.items()},
+            subject={k: v for k, v in self.path_kwargs.items()} | (self._audit_details or {}),
             request_id=self.request_id,
-            school_id=school.id if school is not None else None,
+            school_id=school.id if school is not None else self._audit_school_id,
             district_id=district.id if district is not None else (school.district_id if school else None),
         )
         audit.record(session, entry, self.deps.clock())
@@ -372,6 +374,13 @@ class ApiHandler(tornado.web.RequestHandler):
             + [f"session:{s}" for s in sessions]
             + (["catalogue"] if Change.catalogue in changes else [])
         )
+
+    def audit_about(self, school_id: uuid.UUID | None = None, **details: str) -> None:
+        """What the Operation's audit event adds to the ids in the path: the school of a record the path
+        names (record scope), the record a POST created, which sensitive fields the answer carried."""
+        if school_id is not None:
+            self._audit_school_id = school_id
+        self._audit_details = (self._audit_details or {}) | details
 
     @asynccontextmanager
     async def school_scope(self, school_id: str) -> AsyncIterator[tuple[AsyncSession, School]]:

@@ -18,6 +18,7 @@ from infra.group_commit import GroupCommit
 from infra.local_cache import LocalCache
 from infra.redis import Keys, Pipelined, make_redis
 from infra.security import FieldCipher, TokenSigner
+from infra.storage import FileStore, LocalStore
 from infra.wechat import WechatGateway
 from models.accounts.lockout import LoginLockout
 from models.catalog.lessons import LessonDirectory
@@ -99,6 +100,7 @@ class Deps:
     notifications: NotificationWorker = field(init=False)
     signups: GroupCommit[SignupRequest, SignupOut] = field(init=False)
     texts: TextChecker = field(init=False)
+    files: FileStore = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -110,7 +112,11 @@ class Deps:
             redis=self.redis,
             keys=self.keys,
         )
-        self.templates = Templates(s.wechat_template_class_reminder, s.wechat_template_waitlist_promoted)
+        self.templates = Templates(
+            s.wechat_template_class_reminder,
+            s.wechat_template_waitlist_promoted,
+            s.wechat_template_followup_answered,
+        )
         self.signer = TokenSigner(s.jwt_secret.get_secret_value(), s.jwt_issuer, s.access_token_ttl)
         self.cipher = FieldCipher(s.field_encryption_key.get_secret_value())
         self.db_gate = DatabaseGate(self.engine.pool.size())  # type: ignore[attr-defined]
@@ -132,6 +138,7 @@ class Deps:
             max_seconds=s.password_lockout_seconds,
         )
         self.lessons = LessonDirectory(self.sessions)
+        self.files = LocalStore(s.data_dir / "photos")
         self.progress = ProgressTracker(
             self.redis,
             self.keys,

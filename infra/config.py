@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     # Subscription-message templates chosen in the mini-program's admin console.
     wechat_template_class_reminder: str = "class-reminder"
     wechat_template_waitlist_promoted: str = "waitlist-promoted"
+    wechat_template_followup_answered: str = "followup-answered"
 
     # Only behind a proxy that overwrites X-Forwarded-For / X-Real-IP: otherwise clients could pick the
     # address that login rate limits count against.
@@ -129,6 +130,11 @@ class Settings(BaseSettings):
 
     # The web console's session ends after this long without a request (seconds).
     console_idle_seconds: int = Field(30 * 60, gt=0)
+    # Children's data (PIPL): visit notes and circumstances are erased after this long (3 years) by
+    # scripts.erase_visit_sensitive.
+    visit_sensitive_retention_days: int = Field(3 * 365, gt=0)
+    # Home-visit photos: each at most this large (before re-encoding), kept under DATA_DIR/photos.
+    max_photo_bytes: int = Field(5 * 1024 * 1024, gt=0)
 
     load_demo_data: bool = True
 

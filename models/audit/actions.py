@@ -31,6 +31,18 @@ class AuditAction(StrEnum):
     survey_closed = "survey_closed"
     survey_exported = "survey_exported"  # the evaluators' workbook
     survey_text_moderated = "survey_text_moderated"  # a held free-text answer released or rejected
+    home_visit_created = "home_visit_created"
+    home_visit_read = "home_visit_read"  # subject.fields names the sensitive fields the answer carried
+    home_visit_updated = "home_visit_updated"
+    student_home_visits_read = "student_home_visits_read"
+    home_visits_assigned = "home_visits_assigned"
+    followup_raised = "followup_raised"
+    followup_answered = "followup_answered"
+    followup_assigned = "followup_assigned"
+    followup_escalated = "followup_escalated"
+    home_visit_photo_added = "home_visit_photo_added"
+    home_visit_photo_read = "home_visit_photo_read"
+    home_visit_summary_read = "home_visit_summary_read"  # a district's figures open circumstances to count
 
     @property
     def label(self) -> str:
@@ -62,4 +74,16 @@ LABELS = {
     AuditAction.survey_closed: "结束满意度调查",
     AuditAction.survey_exported: "导出满意度调查结果",
     AuditAction.survey_text_moderated: "审核调查意见建议",
+    AuditAction.home_visit_created: "新建家访记录",
+    AuditAction.home_visit_read: "查看家访记录",
+    AuditAction.home_visit_updated: "修改家访记录",
+    AuditAction.student_home_visits_read: "查看学生的家访记录",
+    AuditAction.home_visits_assigned: "分配家访学生",
+    AuditAction.followup_raised: "登记家长反馈事项",
+    AuditAction.followup_answered: "答复跟进事项",
+    AuditAction.followup_assigned: "转交跟进事项",
+    AuditAction.followup_escalated: "上报跟进事项",
+    AuditAction.home_visit_photo_added: "添加家访照片",
+    AuditAction.home_visit_photo_read: "查看家访照片",
+    AuditAction.home_visit_summary_read: "查看区级家访统计",
 }

@@ -29,6 +29,7 @@ class Templates:
 
     class_reminder: str
     waitlist_promoted: str
+    followup_answered: str = "followup-answered"  # a parent's 三带回 item or letter has its answer
 
 
 async def grant(

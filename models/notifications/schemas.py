@@ -17,7 +17,7 @@ class SubscriptionsIn(BaseModel):
 
 
 class Subscription(BaseModel):
-    kind: Literal["class_reminder", "waitlist_promoted"]
+    kind: Literal["class_reminder", "waitlist_promoted", "followup_answered"]
     template_id: str
     remaining: int = Field(description="messages of this kind the parent will still receive")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,7 +26,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, update
+from PIL import Image
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from handlers.base import ApiHandler
@@ -34,6 +36,8 @@ from handlers.policy import Operation, Scope
 from models.accounts.tables import Classroom, District, School, Student, Teacher
 from models.evening_classes.rules import checkin_token
 from models.evening_classes.tables import EveningClass, Signup
+from models.home_visits.tables import Followup, HomeVisit, HomeVisitPhoto, HomeVisitStudent, HomeVisitTeacher
+from models.home_visits.visits import etag as visit_etag
 from models.learning.tables import Certificate
 from models.surveys.service import discard_sample
 from models.surveys.tables import Survey, SurveyParticipation, SurveyResponse
@@ -80,6 +84,16 @@ class Route:
             return "certificate"
         if "{survey_id}" in self.path:
             return "survey"
+        if "{visit_id}" in self.path:
+            return "visit"
+        if "{followup_id}" in self.path:
+            return "followup"
+        if self.path == f"{API}/me/followups" and self.verb == "post":  # the child in the body
+            return "child"
+        if self.path.endswith("/students/{student_id}/home-visits"):
+            return "student"
+        if self.path == f"{API}/home-visits":  # the students in the body name the school
+            return "visit_school"
         if "{class_id}" in self.path:
             return "evening_class"
         if "/lessons/{course_id}" in self.path:
@@ -90,7 +104,9 @@ class Route:
 
     @property
     def scope_param(self) -> str:
-        return {"lesson": "course_id", "evening_class": "class_id"}.get(self.scope or "", f"{self.scope}_id")
+        return {"lesson": "course_id", "evening_class": "class_id", "visit_school": "school_id"}.get(
+            self.scope or "", f"{self.scope}_id"
+        )
 
 
 def documented_routes() -> list[Route]:
@@ -193,6 +209,57 @@ async def make_ctx(deps: Deps) -> Ctx:
             ctx.scoped["evening_class"].append(evening)
             ctx.owned_by_school[evening.id] = school.id
         ctx.catalogue_course = catalogue_course
+        # A submitted visit at A and at B, by the school's own teacher, of the school's student.
+        ctx.scoped["visit"], ctx.scoped["student"], ctx.scoped["visit_school"] = [], [], []
+        for school in (world.school_a, world.school_b):
+            student = ctx.students[school.id]
+            teacher_id = await s.scalar(
+                select(Teacher.id).where(Teacher.school_id == school.id, Teacher.user_id.is_not(None))
+            )
+            visit = HomeVisit(
+                school_id=school.id,
+                school_year="2025-2026",
+                status="submitted",
+                visited_at=deps.clock() - timedelta(days=1),
+                mode="home",
+                four_to_home={},
+                draft_three_back=[],
+                created_by=world.actors["teacher_a"].user_id,
+                version=1,
+            )
+            s.add(visit)
+            await s.flush()
+            s.add_all(
+                [
+                    HomeVisitStudent(visit_id=visit.id, student_id=student.id),
+                    HomeVisitTeacher(visit_id=visit.id, teacher_id=teacher_id),
+                ]
+            )
+            ctx.scoped["visit"].append(visit)
+            ctx.scoped["student"].append(student)
+            ctx.scoped["visit_school"].append(school)
+            ctx.owned_by_school[visit.id] = school.id
+            ctx.owned_by_school[student.id] = school.id
+            # An item escalated to the district, owned by the school's teacher.
+            followup = Followup(
+                school_id=school.id,
+                school_year="2025-2026",
+                student_id=student.id,
+                source="mailbox",
+                kind="demand",
+                text="希望增加课后托管",
+                state="open",
+                owner_teacher_id=teacher_id,
+                escalated_at=deps.clock(),
+                due_at=deps.clock() + timedelta(days=7),
+                reopen_count=0,
+                version=1,
+            )
+            s.add(followup)
+            await s.flush()
+            ctx.scoped.setdefault("followup", []).append(followup)
+            ctx.scoped.setdefault("child", []).append(student)
+            ctx.owned_by_school[followup.id] = school.id
         ctx.scoped["certificate"] = []
         for actor in ("parent_a", "parent_b"):
             cert = Certificate(
@@ -244,6 +311,7 @@ class Call:
     raw: bytes | None = None
     content_type: str = "application/json"
     query: str = ""  # appended to the path ("?sheet=schools")
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def body(self) -> bytes | None:
@@ -524,6 +592,93 @@ async def _survey_answer(ctx: Ctx, survey: Any) -> Call:
     return Call(json={"student_id": str(ctx.students[school].id), "answers": answers})
 
 
+async def _new_visit(ctx: Ctx, school: School) -> Call:
+    return Call(
+        json={
+            "student_ids": [str(ctx.students[school.id].id)],
+            "teacher_ids": [str(ctx.unbound_teachers[school.id].id)],
+            "visited_at": (ctx.deps.clock() - timedelta(hours=1)).isoformat(),
+            "mode": "phone",
+        }
+    )
+
+
+async def _edit_visit(ctx: Ctx, visit: Any) -> Call:
+    async with ctx.deps.sessions() as s:
+        current = await s.get(HomeVisit, visit.id)
+        assert current is not None
+        tag = visit_etag(current)
+    return Call(json={"duration_minutes": 30}, headers={"If-Match": tag})
+
+
+async def _visit_assignment(ctx: Ctx, school: School) -> Call:
+    return Call(
+        json={
+            "teacher_id": str(ctx.unbound_teachers[school.id].id),
+            "student_ids": [str(ctx.students[school.id].id)],
+        }
+    )
+
+
+def _followup_in(state: str, body: dict[str, Any]) -> Recipe:
+    """Puts the target follow-up back in `state` (with its school's teacher as owner), so each call finds
+    the step allowed."""
+
+    async def recipe(ctx: Ctx, followup: Any) -> Call:
+        async with ctx.deps.sessions() as s, s.begin():
+            await s.execute(
+                update(Followup)
+                .where(Followup.id == followup.id)
+                .values(
+                    state=state,
+                    owner_teacher_id=followup.owner_teacher_id,
+                    answered_at=ctx.deps.clock() if state == "answered" else None,
+                    closed_at=None,
+                )
+            )
+        return Call(json=body)
+
+    return recipe
+
+
+async def _staff_raise(ctx: Ctx, school: School) -> Call:
+    return Call(
+        json={
+            "student_id": str(ctx.students[school.id].id),
+            "source": "hotline",
+            "kind": "demand",
+            "text": "校车",
+        }
+    )
+
+
+async def _mailbox(ctx: Ctx, student: Any) -> Call:
+    return Call(json={"student_id": str(student.id), "kind": "suggestion", "text": "建议开设心理讲座"})
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "green").save(out, "PNG")
+    return out.getvalue()
+
+
+async def _new_photo(ctx: Ctx, visit: Any) -> Call:
+    """A photo for the visit (its earlier ones removed, so the limit of 3 is never what answers)."""
+    async with ctx.deps.sessions() as s, s.begin():
+        await s.execute(delete(HomeVisitPhoto).where(HomeVisitPhoto.visit_id == visit.id))
+    return Call(raw=_png(), content_type="image/png")
+
+
+async def _stored_photo(ctx: Ctx, visit: Any) -> Call:
+    data = _png()
+    async with ctx.deps.sessions() as s, s.begin():
+        photo = HomeVisitPhoto(visit_id=visit.id, content_type="image/png", size=len(data))
+        s.add(photo)
+        await s.flush()
+        await ctx.deps.files.put(photo.id.hex, data)
+    return Call(ids={"photo_id": photo.id})
+
+
 RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/auth/wechat-login", "post"): _wechat_login,
     (f"{API}/auth/password-login", "post"): _password_login,
@@ -595,6 +750,27 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     (f"{API}/surveys/{{survey_id}}/texts", "get"): _no_body,
     (f"{API}/surveys/{{survey_id}}/texts/{{text_id}}", "put"): _held_text,
     (f"{API}/me/surveys", "get"): _no_body,
+    (f"{API}/me/home-visits/todo", "get"): _no_body,
+    (f"{API}/home-visits", "post"): _new_visit,
+    (f"{API}/home-visits/{{visit_id}}", "get"): _no_body,
+    (f"{API}/home-visits/{{visit_id}}", "patch"): _edit_visit,
+    (f"{API}/students/{{student_id}}/home-visits", "get"): _no_body,
+    (f"{API}/home-visits/{{visit_id}}/photos", "post"): _new_photo,
+    (f"{API}/home-visits/{{visit_id}}/photos/{{photo_id}}", "get"): _stored_photo,
+    (f"{API}/schools/{{school_id}}/home-visit-assignments", "post"): _visit_assignment,
+    (f"{API}/schools/{{school_id}}/home-visits/summary", "get"): _no_body,
+    (f"{API}/districts/{{district_id}}/home-visits/summary", "get"): _no_body,
+    (f"{API}/districts/{{district_id}}/home-visits/summary.xlsx", "get"): _no_body,
+    (f"{API}/schools/{{school_id}}/audit-log", "get"): _no_body,
+    (f"{API}/schools/{{school_id}}/followups", "get"): _no_body,
+    (f"{API}/schools/{{school_id}}/followups", "post"): _staff_raise,
+    (f"{API}/me/followups", "get"): _no_body,
+    (f"{API}/me/followups", "post"): _mailbox,
+    (f"{API}/followups/{{followup_id}}/answer", "post"): _followup_in("open", {"answer": "已安排"}),
+    (f"{API}/followups/{{followup_id}}/assign", "post"): _followup_in("open", {}),
+    (f"{API}/followups/{{followup_id}}/escalate", "post"): _followup_in("open", {"reason": "涉及区里政策"}),
+    (f"{API}/followups/{{followup_id}}/confirm", "post"): _followup_in("answered", {"rating": 5}),
+    (f"{API}/followups/{{followup_id}}/reopen", "post"): _followup_in("answered", {"reason": "不满意"}),
 }
 
 
@@ -610,7 +786,7 @@ async def build_call(ctx: Ctx, route: Route, target: School | District | None) -
 async def send(
     api: Api, route: Route, path: str, call: Call, token: str | None, headers: dict[str, str] | None = None
 ) -> Response:
-    all_headers = dict(headers or {})
+    all_headers = call.headers | dict(headers or {})
     body = call.body
     if body is not None:
         all_headers.setdefault("Content-Type", call.content_type)
@@ -684,6 +860,8 @@ async def _ids_naming_nothing(api: Api, ctx: Ctx, route: Route) -> list[str]:
     own = {k: str(v) for k, v in call.ids.items()} | {route.scope_param: str(getattr(target, "id", ""))}
     variants: list[dict[str, str]] = []
     for name in own:
+        if f"{{{name}}}" not in route.path:  # an id the body carries, not the path (a new visit's school)
+            continue
         variants += [own | {name: str(uuid.uuid4())}, own | {name: "not-a-uuid"}]
     _, foreign = await build_call(ctx, route, outsider)
     for name, value in foreign.ids.items():

@@ -35,18 +35,27 @@ async def test_each_accept_allows_one_more_message_of_its_kind(api: Api, deps: D
     assert fresh.json()["items"] == [
         {"kind": "class_reminder", "template_id": reminder, "remaining": 0},
         {"kind": "waitlist_promoted", "template_id": promoted, "remaining": 0},
+        {
+            "kind": "followup_answered",
+            "template_id": deps.settings.wechat_template_followup_answered,
+            "remaining": 0,
+        },
     ]
 
     first = await api.post(PATH, {"accepted": [reminder]}, token=token)
     assert first.status == 200
-    assert left(first.json()) == {"class_reminder": 1, "waitlist_promoted": 0}
+    assert left(first.json()) == {"class_reminder": 1, "waitlist_promoted": 0, "followup_answered": 0}
     second = await api.post(PATH, {"accepted": [promoted, reminder]}, token=token)
-    assert left(second.json()) == {"class_reminder": 2, "waitlist_promoted": 1}
-    assert left((await api.get(PATH, token=token)).json()) == {"class_reminder": 2, "waitlist_promoted": 1}
+    assert left(second.json()) == {"class_reminder": 2, "waitlist_promoted": 1, "followup_answered": 0}
+    assert left((await api.get(PATH, token=token)).json()) == {
+        "class_reminder": 2,
+        "waitlist_promoted": 1,
+        "followup_answered": 0,
+    }
 
     # Another parent's accepts are theirs alone.
     other = await api.get(PATH, token=world.token("parent_b"))
-    assert left(other.json()) == {"class_reminder": 0, "waitlist_promoted": 0}
+    assert left(other.json()) == {"class_reminder": 0, "waitlist_promoted": 0, "followup_answered": 0}
 
 
 async def test_a_retried_report_counts_once(api: Api, deps: Deps, world: World) -> None:
@@ -80,7 +89,11 @@ async def test_what_no_prompt_could_have_accepted_is_refused_and_nothing_counted
     refused = await api.post(PATH, body, token=token)
     assert refused.status == 422, refused.body
     assert loc in [e["loc"] for e in refused.json()["errors"]]
-    assert left((await api.get(PATH, token=token)).json()) == {"class_reminder": 0, "waitlist_promoted": 0}
+    assert left((await api.get(PATH, token=token)).json()) == {
+        "class_reminder": 0,
+        "waitlist_promoted": 0,
+        "followup_answered": 0,
+    }
 
 
 async def test_only_a_signed_in_user_has_an_allowance(api: Api) -> None:
