@@ -168,7 +168,6 @@ class CheckinCodeHandler(_EveningHandler):
         if not checkin_open(found.starts_at, found.ends_at, now):
             raise CheckinClosed("签到在开课前 30 分钟开放，下课后 30 分钟关闭")
         token, next_at = checkin_token(self.checkin_key, str(found.id), now)
-        self.set_header("Cache-Control", "no-store")
         self.send(CheckinCodeOut(token=token, next_token_at=next_at, period_seconds=CHECKIN_PERIOD_SECONDS))
 
 

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from handlers.base import ApiHandler
 from handlers.policy import Operation, Scope
-from models.accounts.rules import PARENTS, STAFF_ROLES, Role
+from models.accounts.rules import PARENTS, SCHOOL_STAFF, STAFF_ROLES
 from models.audit.actions import AuditAction
 from models.home_visits import followups
 from models.home_visits.schemas import (
@@ -25,7 +25,6 @@ from models.home_visits.schemas import (
 )
 from models.pagination import PageQuery
 
-SCHOOL_STAFF = frozenset({Role.teacher, Role.school_admin})
 STEP_ERRORS = (401, 403, 404, 409, 422)
 
 

@@ -9,7 +9,14 @@ from typing import ClassVar
 from handlers.base import ApiHandler
 from handlers.policy import Operation, Scope
 from handlers.uploads import UploadHandler
-from models.accounts.rules import ADMIN_ROLES, DISTRICT_ADMINS, PARENTS, Role
+from models.accounts.rules import (
+    ADMIN_ROLES,
+    DISTRICT_ADMINS,
+    PARENTS,
+    SCHOOL_ADMINS,
+    SCHOOL_STAFF,
+    TEACHERS,
+)
 from models.audit import service as audit
 from models.audit.actions import AuditAction
 from models.home_visits import photos, statistics, visits
@@ -32,10 +39,7 @@ from models.home_visits.schemas import (
 from models.home_visits.statistics import Period
 from models.pagination import PageQuery
 
-TEACHERS = frozenset({Role.teacher})
-VISIT_EDITORS = frozenset({Role.teacher, Role.school_admin})
-VISIT_READERS = VISIT_EDITORS | PARENTS
-SCHOOL_ADMINS = frozenset({Role.school_admin})
+VISIT_READERS = SCHOOL_STAFF | PARENTS  # a parent reads the non-sensitive part of their child's visits
 
 
 def _fields(outs: list[HomeVisitOut]) -> str:
@@ -69,7 +73,7 @@ class HomeVisitsHandler(ApiHandler):
         "post": Operation(
             "记一次家访（一屏完成）：只有 student_ids、visited_at 和 mode 必填；status=draft 存为草稿；"
             "每条三带回事项成为一条跟进",
-            roles=VISIT_EDITORS,
+            roles=SCHOOL_STAFF,
             scope=Scope.record,
             body=HomeVisitIn,
             response=HomeVisitSensitiveOut,
@@ -108,7 +112,7 @@ class HomeVisitHandler(ApiHandler):
         "patch": Operation(
             "修改家访记录（家访老师或学校管理员）：须带 If-Match（上次读到的 ETag）；"
             "他人已修改 → 412，未带 → 428",
-            roles=VISIT_EDITORS,
+            roles=SCHOOL_STAFF,
             scope=Scope.record,
             body=HomeVisitPatch,
             response=HomeVisitSensitiveOut,
@@ -124,7 +128,6 @@ class HomeVisitHandler(ApiHandler):
             [out] = await visits.describe(session, self.deps.cipher, [seen])
             self.audit_about(seen.visit.school_id, fields=_fields([out]))
         self.set_header("ETag", visits.etag(seen.visit))
-        self.set_header("Cache-Control", "private, no-store")
         self.send(out)
 
     async def patch(self, visit_id: str) -> None:
@@ -170,7 +173,6 @@ class StudentHomeVisitsHandler(ApiHandler):
                 fields=_fields(outs),
                 visit_ids=",".join(sensitive),
             )
-        self.set_header("Cache-Control", "private, no-store")
         self.send(HomeVisitPage(items=outs, next_cursor=cursor))
 
 
@@ -290,7 +292,7 @@ class VisitPhotosHandler(UploadHandler):  # streamed: its size is checked before
         "post": Operation(
             "添加一张家访照片（可选；请求体为图片本身，Content-Type 为 image/jpeg 或 image/png；"
             "每次家访最多 3 张，每张不超过 MAX_PHOTO_BYTES）；照片重新编码，去掉全部元数据（含 GPS）",
-            roles=VISIT_EDITORS,
+            roles=SCHOOL_STAFF,
             scope=Scope.record,
             response=PhotoOut,
             media_type="image/jpeg",
@@ -321,7 +323,7 @@ class VisitPhotoHandler(ApiHandler):
     openapi: ClassVar = {
         "get": Operation(
             "一张家访照片（只给家访老师、孩子现在的班主任和学校管理员）",
-            roles=VISIT_EDITORS,
+            roles=SCHOOL_STAFF,
             scope=Scope.record,
             media_type="image/jpeg",
             audit=AuditAction.home_visit_photo_read,
@@ -336,5 +338,4 @@ class VisitPhotoHandler(ApiHandler):
             )
             self.audit_about(school_id)
         self.set_header("Content-Type", photo.content_type)
-        self.set_header("Cache-Control", "private, no-store")
         self.finish(data)

@@ -32,5 +32,4 @@ class SignInSheetHandler(ApiHandler):
         filename = f"签到表-{evening.title}-{evening.starts_at:%Y%m%d}.pdf"
         self.set_header("Content-Type", "application/pdf")
         self.set_header("Content-Disposition", f"inline; filename*=UTF-8''{quote(filename)}")
-        self.set_header("Cache-Control", "no-store")
         self.finish(pdf)

@@ -20,6 +20,10 @@ ADMIN_ROLES = frozenset({Role.school_admin, Role.district_admin})
 PARENTS = frozenset({Role.parent})
 DISTRICT_ADMINS = frozenset({Role.district_admin})
 DISTRICT_READERS = frozenset({Role.district_admin, Role.evaluator})
+# A school's own people, without the district (home visits and follow-ups are the school's work).
+SCHOOL_STAFF = frozenset({Role.teacher, Role.school_admin})
+SCHOOL_ADMINS = frozenset({Role.school_admin})
+TEACHERS = frozenset({Role.teacher})
 
 GUARDIAN_RELATIONS = ("mother", "father", "grandparent", "other")
 
